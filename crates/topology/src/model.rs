@@ -1,0 +1,320 @@
+//! The validated design: what the rest of webstack works with.
+//!
+//! These types are not the file format (see `raw.rs`); every value here has been checked,
+//! every reference points at something that exists, and names are resolved to addresses.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// A whole validated design: one site and the servers that serve it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Design {
+    pub name: String,
+    /// The zone, for example `foobar.com`.
+    pub domain: String,
+    pub description: Option<String>,
+    pub dns: Dns,
+    pub codebase: Codebase,
+    /// In the order of their names, so every listing of a design is stable.
+    pub servers: Vec<Server>,
+    pub floating_ips: Vec<FloatingIp>,
+    /// The folder relative paths in the design are taken from (the design file's folder).
+    pub base_dir: PathBuf,
+}
+
+/// The authoritative name server of the domain. It runs as a process of its own, standing
+/// in for the registrar's DNS of the whiteboard, which is why it is not one of the servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dns {
+    pub address: IpAddr,
+    pub port: u16,
+    pub records: Vec<ARecord>,
+}
+
+/// One name of the zone and the targets its A records point at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ARecord {
+    /// Relative to the zone: `www`, or `@` for the zone apex.
+    pub name: String,
+    pub targets: Vec<RecordTarget>,
+}
+
+/// Where an A record points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordTarget {
+    Server(String),
+    FloatingIp(String),
+    Address(IpAddr),
+}
+
+/// The application the app servers run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Codebase {
+    /// An application compiled into webstack, by name (`foobar`).
+    Builtin(String),
+    /// A folder of the user's: its `public/` holds the static files, and `command` (run in
+    /// the folder) is the application server process.
+    Path { path: PathBuf, command: Option<Vec<String>> },
+}
+
+/// One machine of the whiteboard and the components it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub address: IpAddr,
+    pub load_balancer: Option<LoadBalancer>,
+    pub web: Option<Web>,
+    pub app: Option<App>,
+    pub database: Option<Database>,
+    pub firewall: Option<Firewall>,
+    pub monitoring: Option<Monitoring>,
+}
+
+/// The kinds of component a server can run, for messages and listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentKind {
+    LoadBalancer,
+    Web,
+    App,
+    Database,
+    Firewall,
+    Monitoring,
+}
+
+impl ComponentKind {
+    /// The key the component has in a design file.
+    pub fn key(self) -> &'static str {
+        match self {
+            ComponentKind::LoadBalancer => "load_balancer",
+            ComponentKind::Web => "web",
+            ComponentKind::App => "app",
+            ComponentKind::Database => "database",
+            ComponentKind::Firewall => "firewall",
+            ComponentKind::Monitoring => "monitoring",
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancer {
+    pub port: u16,
+    pub algorithm: Algorithm,
+    /// Servers whose web component receives the traffic.
+    pub backends: Vec<String>,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    Weighted,
+    LeastConn,
+    SourceHash,
+    First,
+}
+
+impl Algorithm {
+    pub const NAMES: &'static [&'static str] =
+        &["roundrobin", "weighted", "leastconn", "source", "first"];
+
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        Some(match name {
+            "roundrobin" => Algorithm::RoundRobin,
+            "weighted" => Algorithm::Weighted,
+            "leastconn" => Algorithm::LeastConn,
+            "source" => Algorithm::SourceHash,
+            "first" => Algorithm::First,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Web {
+    pub port: u16,
+    /// Static files; `None` means the codebase's `public/` folder.
+    pub root: Option<PathBuf>,
+    /// Servers whose app component gets the requests no static file answers.
+    pub upstreams: Vec<String>,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub port: u16,
+    /// The server whose database component holds the app's data (MySQL storage only).
+    pub database: Option<String>,
+    pub storage: Storage,
+}
+
+/// Where the application keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// A MySQL-compatible database server of the design (the default).
+    MySql,
+    /// SQLite embedded in the app server: for designs with a single app server.
+    Sqlite,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Database {
+    pub port: u16,
+    pub role: DatabaseRole,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseRole {
+    Primary,
+    Replica { of: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firewall {
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Monitoring {
+    pub port: u16,
+}
+
+/// A virtual address that the active one of a group of load balancers holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatingIp {
+    pub name: String,
+    pub address: IpAddr,
+    /// In priority order: the first is the preferred holder.
+    pub servers: Vec<String>,
+}
+
+impl Design {
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    pub fn floating_ip(&self, name: &str) -> Option<&FloatingIp> {
+        self.floating_ips.iter().find(|f| f.name == name)
+    }
+
+    /// The fully qualified name of a record of the zone (`www` → `www.foobar.com`).
+    pub fn fqdn(&self, record: &str) -> String {
+        if record == "@" {
+            self.domain.clone()
+        } else {
+            format!("{record}.{}", self.domain)
+        }
+    }
+
+    /// The addresses an A record answers with.
+    pub fn record_addresses(&self, record: &ARecord) -> Vec<IpAddr> {
+        record
+            .targets
+            .iter()
+            .filter_map(|t| match t {
+                RecordTarget::Server(name) => self.server(name).map(|s| s.address),
+                RecordTarget::FloatingIp(name) => self.floating_ip(name).map(|f| f.address),
+                RecordTarget::Address(ip) => Some(*ip),
+            })
+            .collect()
+    }
+
+    /// The name users type (`www.foobar.com`) and where HTTP for it is served: the first
+    /// target of the `www` record (or of the first record), with the port of the component
+    /// that answers there (a load balancer's, else a web server's).
+    pub fn entry_point(&self) -> Option<(String, SocketAddr)> {
+        let record = self
+            .dns
+            .records
+            .iter()
+            .find(|r| r.name == "www")
+            .or_else(|| self.dns.records.first())?;
+        let target = record.targets.first()?;
+        let (address, server) = match target {
+            RecordTarget::Server(name) => {
+                let s = self.server(name)?;
+                (s.address, s)
+            }
+            RecordTarget::FloatingIp(name) => {
+                let f = self.floating_ip(name)?;
+                (f.address, self.server(f.servers.first()?)?)
+            }
+            RecordTarget::Address(ip) => {
+                let s = self.servers.iter().find(|s| s.address == *ip)?;
+                (*ip, s)
+            }
+        };
+        let port = server.http_port()?;
+        Some((self.fqdn(&record.name), SocketAddr::new(address, port)))
+    }
+
+    /// Moves every address of the design into another /24 of the loopback range, keeping
+    /// the host part: `127.10.0.11` with `127.55.3` becomes `127.55.3.11`. This is how
+    /// several stacks (or tests) of one design run side by side on one machine.
+    pub fn relocate(&mut self, prefix: [u8; 3]) {
+        let move_ip = |ip: &mut IpAddr| {
+            if let IpAddr::V4(v4) = ip {
+                let o = v4.octets();
+                *ip = IpAddr::from([prefix[0], prefix[1], prefix[2], o[3]]);
+            }
+        };
+        move_ip(&mut self.dns.address);
+        for server in &mut self.servers {
+            move_ip(&mut server.address);
+        }
+        for fip in &mut self.floating_ips {
+            move_ip(&mut fip.address);
+        }
+        for record in &mut self.dns.records {
+            for target in &mut record.targets {
+                if let RecordTarget::Address(ip) = target {
+                    move_ip(ip);
+                }
+            }
+        }
+    }
+}
+
+impl Server {
+    /// The components this server runs, in a fixed order.
+    pub fn components(&self) -> Vec<ComponentKind> {
+        let mut kinds = Vec::new();
+        if self.load_balancer.is_some() {
+            kinds.push(ComponentKind::LoadBalancer);
+        }
+        if self.web.is_some() {
+            kinds.push(ComponentKind::Web);
+        }
+        if self.app.is_some() {
+            kinds.push(ComponentKind::App);
+        }
+        if self.database.is_some() {
+            kinds.push(ComponentKind::Database);
+        }
+        if self.firewall.is_some() {
+            kinds.push(ComponentKind::Firewall);
+        }
+        if self.monitoring.is_some() {
+            kinds.push(ComponentKind::Monitoring);
+        }
+        kinds
+    }
+
+    /// The port a user's HTTP request arrives at on this server, if it takes any.
+    pub fn http_port(&self) -> Option<u16> {
+        self.load_balancer
+            .as_ref()
+            .map(|lb| lb.port)
+            .or_else(|| self.web.as_ref().map(|w| w.port))
+    }
+}

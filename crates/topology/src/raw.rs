@@ -1,0 +1,131 @@
+//! The design file as written: serde structs that mirror the TOML, nothing more.
+//!
+//! Every table denies unknown keys, so a typo is an error instead of a silently ignored
+//! setting. Keys that a design must have are still `Option` here: a missing key is reported
+//! by validation together with every other problem, rather than stopping the parse at the
+//! first one. Values that validation may complain about are `Spanned`, so the complaint
+//! can name the line they are on.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole design file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDesign {
+    pub stack: Option<Spanned<RawStack>>,
+    pub dns: Option<Spanned<RawDns>>,
+    pub codebase: Option<Spanned<RawCodebase>>,
+    #[serde(default)]
+    pub servers: BTreeMap<Spanned<String>, Spanned<RawServer>>,
+    #[serde(default)]
+    pub floating_ips: BTreeMap<Spanned<String>, Spanned<RawFloatingIp>>,
+}
+
+/// `[stack]`: what the design is called and which domain it serves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStack {
+    pub name: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
+    pub description: Option<String>,
+}
+
+/// `[dns]`: the authoritative name server of the domain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub address: Option<Spanned<String>>,
+    pub port: Option<Spanned<u16>>,
+    /// Record name (`www`, `@`) to targets: server names, floating IP names or addresses.
+    #[serde(default)]
+    pub records: BTreeMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[codebase]`: the application the app servers run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCodebase {
+    pub builtin: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
+}
+
+/// `[servers.NAME]`: one machine of the whiteboard and the components it runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub address: Option<Spanned<String>>,
+    pub load_balancer: Option<Spanned<RawLoadBalancer>>,
+    pub web: Option<Spanned<RawWeb>>,
+    pub app: Option<Spanned<RawApp>>,
+    pub database: Option<Spanned<RawDatabase>>,
+    pub firewall: Option<Spanned<RawFirewall>>,
+    pub monitoring: Option<Spanned<RawMonitoring>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalancer {
+    pub port: Option<Spanned<u16>>,
+    pub algorithm: Option<Spanned<String>>,
+    #[serde(default)]
+    pub backends: Vec<Spanned<String>>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub port: Option<Spanned<u16>>,
+    pub root: Option<Spanned<String>>,
+    #[serde(default)]
+    pub upstreams: Vec<Spanned<String>>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub port: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub port: Option<Spanned<u16>>,
+    pub database: Option<Spanned<String>>,
+    pub storage: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub port: Option<Spanned<u16>>,
+    pub role: Option<Spanned<String>>,
+    pub replica_of: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirewall {
+    /// Extra sources allowed in, beyond the policy derived from the design.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    pub port: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFloatingIp {
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub servers: Vec<Spanned<String>>,
+}

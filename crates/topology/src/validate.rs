@@ -1,0 +1,588 @@
+//! Turns a raw design file into a validated `Design`, reporting every problem at once.
+//!
+//! Validation never stops at the first problem: each check records what it finds and goes
+//! on, so a person fixes a design in one pass. Checks that depend on a value that is
+//! already wrong (a reference to a server whose address did not parse) stay quiet rather
+//! than repeat the same mistake in other words.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use crate::error::{DesignError, Problem};
+use crate::model::*;
+use crate::raw::*;
+
+/// The built-in codebases, by name.
+pub const BUILTIN_CODEBASES: &[&str] = &["foobar"];
+
+/// Default ports, the ones the real components use; the shipped designs choose
+/// unprivileged ones so that no design needs root.
+pub const DEFAULT_DNS_PORT: u16 = 53;
+pub const DEFAULT_HTTP_PORT: u16 = 80;
+pub const DEFAULT_TLS_PORT: u16 = 443;
+pub const DEFAULT_APP_PORT: u16 = 8000;
+pub const DEFAULT_DATABASE_PORT: u16 = 3306;
+pub const DEFAULT_MONITORING_PORT: u16 = 9100;
+
+/// The process name the DNS server runs under, so no server may take it.
+pub const DNS_PROCESS_NAME: &str = "dns";
+
+/// Parses and validates a design. `file` names the source in messages; `base_dir` is where
+/// relative paths in the design start.
+pub fn parse_design(source: &str, file: &str, base_dir: &Path) -> Result<Design, DesignError> {
+    let raw: RawDesign = toml::from_str(source).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(source, s.start))
+            .unwrap_or((1, 1));
+        DesignError::Syntax {
+            file: file.to_string(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    let mut v = Validator { source, problems: Vec::new(), base_dir };
+    let design = v.design(raw);
+    if v.problems.is_empty() {
+        Ok(design)
+    } else {
+        v.problems.sort_by_key(|p| p.line);
+        Err(DesignError::Invalid { file: file.to_string(), problems: v.problems })
+    }
+}
+
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+struct Validator<'a> {
+    source: &'a str,
+    problems: Vec<Problem>,
+    base_dir: &'a Path,
+}
+
+/// What validation learns about the servers before it checks references between them.
+struct ServerFacts {
+    has_web: bool,
+    has_app: bool,
+    has_lb: bool,
+    database_role: Option<Option<String>>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>, hint: Option<String>) {
+        let (line, _) = line_col(self.source, span.start);
+        self.problems.push(Problem { line, key: key.into(), message: message.into(), hint });
+    }
+
+    fn design(&mut self, raw: RawDesign) -> Design {
+        let whole = 0..0;
+        let (name, domain, description) = self.stack(raw.stack);
+
+        let facts: BTreeMap<String, ServerFacts> = raw
+            .servers
+            .iter()
+            .map(|(name, s)| {
+                let s = s.get_ref();
+                let facts = ServerFacts {
+                    has_web: s.web.is_some(),
+                    has_app: s.app.is_some(),
+                    has_lb: s.load_balancer.is_some(),
+                    database_role: s.database.as_ref().map(|d| {
+                        d.get_ref().replica_of.as_ref().map(|r| r.get_ref().clone())
+                    }),
+                };
+                (name.get_ref().clone(), facts)
+            })
+            .collect();
+        let fip_names: Vec<String> = raw.floating_ips.keys().map(|k| k.get_ref().clone()).collect();
+
+        let codebase = self.codebase(raw.codebase);
+
+        let mut addresses: HashMap<IpAddr, String> = HashMap::new();
+        let dns = self.dns(raw.dns, &facts, &fip_names, &mut addresses);
+
+        let mut servers = Vec::new();
+        if raw.servers.is_empty() {
+            self.problem(whole.clone(), "servers", "the design has no servers",
+                Some("add at least one [servers.NAME] table with an address and a component".into()));
+        }
+        for (name, server) in raw.servers {
+            if let Some(s) = self.server(name, server, &facts, &mut addresses) {
+                servers.push(s);
+            }
+        }
+        self.cross_server_checks(&servers);
+
+        let mut floating_ips = Vec::new();
+        for (name, fip) in raw.floating_ips {
+            if let Some(f) = self.floating_ip(name, fip, &facts, &mut addresses) {
+                floating_ips.push(f);
+            }
+        }
+
+        Design {
+            name,
+            domain,
+            description,
+            dns,
+            codebase,
+            servers,
+            floating_ips,
+            base_dir: self.base_dir.to_path_buf(),
+        }
+    }
+
+    fn stack(&mut self, raw: Option<Spanned<RawStack>>) -> (String, String, Option<String>) {
+        let Some(raw) = raw else {
+            self.problem(0..0, "stack", "the design has no [stack] table",
+                Some("add [stack] with name = \"mysite\" and domain = \"foobar.com\"".into()));
+            return (String::new(), String::new(), None);
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let name = match raw.name {
+            Some(n) if is_name(n.get_ref()) => n.into_inner(),
+            Some(n) => {
+                self.problem(n.span(), "stack.name", format!("{:?} is not a usable stack name", n.get_ref()),
+                    Some("use 1 to 32 lowercase letters, digits and '-', starting with a letter".into()));
+                String::new()
+            }
+            None => {
+                self.problem(span.clone(), "stack.name", "missing key", Some("add name = \"mysite\"".into()));
+                String::new()
+            }
+        };
+        let domain = match raw.domain {
+            Some(d) if is_domain(d.get_ref()) => d.into_inner().to_ascii_lowercase(),
+            Some(d) => {
+                self.problem(d.span(), "stack.domain", format!("{:?} is not a domain name", d.get_ref()),
+                    Some("write the zone the site lives in, for example \"foobar.com\"".into()));
+                String::new()
+            }
+            None => {
+                self.problem(span, "stack.domain", "missing key", Some("add domain = \"foobar.com\"".into()));
+                String::new()
+            }
+        };
+        (name, domain, raw.description)
+    }
+
+    fn codebase(&mut self, raw: Option<Spanned<RawCodebase>>) -> Codebase {
+        let Some(raw) = raw else {
+            return Codebase::Builtin("foobar".into());
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        match (raw.builtin, raw.path) {
+            (Some(_), Some(p)) => {
+                self.problem(p.span(), "codebase.path", "a codebase is either builtin or a path, not both",
+                    Some("remove one of builtin and path".into()));
+                Codebase::Builtin("foobar".into())
+            }
+            (Some(b), None) => {
+                if let Some(c) = &raw.command {
+                    self.problem(c.span(), "codebase.command", "a builtin codebase runs inside webstack and takes no command",
+                        Some("remove command, or use path = \"FOLDER\" for your own application".into()));
+                }
+                if !BUILTIN_CODEBASES.contains(&b.get_ref().as_str()) {
+                    self.problem(b.span(), "codebase.builtin", format!("there is no builtin codebase {:?}", b.get_ref()),
+                        Some(format!("builtin codebases: {}", BUILTIN_CODEBASES.join(", "))));
+                }
+                Codebase::Builtin(b.into_inner())
+            }
+            (None, Some(p)) => {
+                let path = self.base_dir.join(p.get_ref());
+                if !path.is_dir() {
+                    self.problem(p.span(), "codebase.path", format!("{} is not a folder", path.display()),
+                        Some("give the folder of your application, relative to the design file".into()));
+                }
+                if let Some(c) = &raw.command {
+                    if c.get_ref().is_empty() {
+                        self.problem(c.span(), "codebase.command", "the command is empty",
+                            Some("write the program and its arguments, for example [\"python3\", \"app.py\"]".into()));
+                    }
+                }
+                Codebase::Path { path, command: raw.command.map(|c| c.into_inner()) }
+            }
+            (None, None) => {
+                self.problem(span, "codebase", "the codebase names neither builtin nor path",
+                    Some("add builtin = \"foobar\", or path = \"FOLDER\" with command = [...]".into()));
+                Codebase::Builtin("foobar".into())
+            }
+        }
+    }
+
+    fn address(&mut self, raw: Option<Spanned<String>>, table_span: Range<usize>, key: &str, owner: &str, seen: &mut HashMap<IpAddr, String>) -> Option<IpAddr> {
+        let Some(raw) = raw else {
+            self.problem(table_span, key, "missing key",
+                Some("add address = \"127.10.0.N\" (a loopback address of its own)".into()));
+            return None;
+        };
+        let Ok(ip) = raw.get_ref().parse::<IpAddr>() else {
+            self.problem(raw.span(), key, format!("{:?} is not an IP address", raw.get_ref()),
+                Some("write an IPv4 or IPv6 address, for example \"127.10.0.11\"".into()));
+            return None;
+        };
+        if ip.is_unspecified() {
+            self.problem(raw.span(), key, format!("{ip} is the wildcard address, not one server's"),
+                Some("give the server an address of its own, for example \"127.10.0.11\"".into()));
+            return None;
+        }
+        if let Some(other) = seen.get(&ip) {
+            self.problem(raw.span(), key, format!("{ip} is already the address of {other}"),
+                Some("every server, the DNS server and every floating IP need an address of their own".into()));
+        } else {
+            seen.insert(ip, owner.to_string());
+        }
+        Some(ip)
+    }
+
+    fn port(&mut self, raw: Option<Spanned<u16>>, key: &str, default: u16) -> u16 {
+        match raw {
+            Some(p) if *p.get_ref() == 0 => {
+                self.problem(p.span(), key, "port 0 is not a port a client can reach",
+                    Some(format!("choose a port from 1 to 65535, for example {default}")));
+                default
+            }
+            Some(p) => p.into_inner(),
+            None => default,
+        }
+    }
+
+    fn dns(&mut self, raw: Option<Spanned<RawDns>>, facts: &BTreeMap<String, ServerFacts>, fips: &[String], seen: &mut HashMap<IpAddr, String>) -> Dns {
+        let empty = Dns { address: IpAddr::from([127, 0, 0, 1]), port: DEFAULT_DNS_PORT, records: Vec::new() };
+        let Some(raw) = raw else {
+            self.problem(0..0, "dns", "the design has no [dns] table",
+                Some("add [dns] with an address and [dns.records] www = [\"SERVER\"]".into()));
+            return empty;
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let address = self.address(raw.address, span.clone(), "dns.address", "the DNS server", seen);
+        let port = self.port(raw.port, "dns.port", DEFAULT_DNS_PORT);
+        if raw.records.is_empty() {
+            self.problem(span.clone(), "dns.records", "the zone has no records",
+                Some("add [dns.records] www = [\"SERVER\"] so that www resolves".into()));
+        }
+        let mut records = Vec::new();
+        for (name, targets) in raw.records {
+            let key = format!("dns.records.{}", name.get_ref());
+            if name.get_ref() != "@" && !is_label(name.get_ref()) {
+                self.problem(name.span(), &key, format!("{:?} is not a DNS label", name.get_ref()),
+                    Some("use letters, digits and '-' (for example www), or @ for the domain itself".into()));
+            }
+            if targets.get_ref().is_empty() {
+                self.problem(targets.span(), &key, "the record points nowhere",
+                    Some("list at least one server, floating IP or address".into()));
+            }
+            let mut resolved = Vec::new();
+            for t in targets.into_inner() {
+                let name_ref = t.get_ref();
+                if let Ok(ip) = name_ref.parse::<IpAddr>() {
+                    resolved.push(RecordTarget::Address(ip));
+                } else if let Some(f) = facts.get(name_ref) {
+                    if !f.has_lb && !f.has_web {
+                        self.problem(t.span(), &key, format!("server {name_ref:?} runs neither a load balancer nor a web server, so it cannot answer the site's HTTP"),
+                            Some("point the record at the server that receives the users' requests".into()));
+                    }
+                    resolved.push(RecordTarget::Server(name_ref.clone()));
+                } else if fips.contains(name_ref) {
+                    resolved.push(RecordTarget::FloatingIp(name_ref.clone()));
+                } else {
+                    self.problem(t.span(), &key, format!("unknown target {name_ref:?}"),
+                        Some(known("servers", facts.keys()) + &known("; floating IPs", fips.iter())));
+                }
+            }
+            records.push(ARecord { name: name.into_inner(), targets: resolved });
+        }
+        Dns { address: address.unwrap_or(empty.address), port, records }
+    }
+
+    fn server(&mut self, name: Spanned<String>, raw: Spanned<RawServer>, facts: &BTreeMap<String, ServerFacts>, seen: &mut HashMap<IpAddr, String>) -> Option<Server> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let sname = name.get_ref().clone();
+        let prefix = format!("servers.{sname}");
+        if !is_name(&sname) || sname == DNS_PROCESS_NAME {
+            self.problem(name.span(), &prefix, format!("{sname:?} cannot be a server name"),
+                Some(format!("use 1 to 32 lowercase letters, digits and '-', starting with a letter; {DNS_PROCESS_NAME:?} is taken by the DNS server")));
+        }
+        let address = self.address(raw.address, span.clone(), &format!("{prefix}.address"), &format!("server {sname}"), seen);
+        if raw.load_balancer.is_none() && raw.web.is_none() && raw.app.is_none() && raw.database.is_none() {
+            self.problem(span.clone(), &prefix, "the server runs no load balancer, web server, app server or database",
+                Some("add a [servers.NAME.web], .app, .database or .load_balancer table, or remove the server".into()));
+        }
+
+        let mut ports: Vec<(u16, String, Range<usize>)> = Vec::new();
+        let mut take_port = |p: &Option<Spanned<u16>>, key: String, span: &Range<usize>| {
+            if let Some(p) = p {
+                ports.push((*p.get_ref(), key, p.span()));
+            } else {
+                ports.push((0, key, span.clone()));
+            }
+        };
+
+        let load_balancer = raw.load_balancer.map(|lb| {
+            let lspan = lb.span();
+            let lb = lb.into_inner();
+            let key = format!("{prefix}.load_balancer");
+            take_port(&lb.port, format!("{key}.port"), &lspan);
+            let algorithm = match &lb.algorithm {
+                None => Algorithm::RoundRobin,
+                Some(a) => Algorithm::parse(a.get_ref()).unwrap_or_else(|| {
+                    self.problem(a.span(), format!("{key}.algorithm"), format!("unknown algorithm {:?}", a.get_ref()),
+                        Some(format!("algorithms: {}", Algorithm::NAMES.join(", "))));
+                    Algorithm::RoundRobin
+                }),
+            };
+            if lb.backends.is_empty() {
+                self.problem(lspan.clone(), format!("{key}.backends"), "the load balancer has no backends",
+                    Some("list the servers whose web servers take the traffic: backends = [\"web1\", \"web2\"]".into()));
+            }
+            let backends = self.references(&lb.backends, &format!("{key}.backends"), facts, |f| f.has_web, "runs no web server to balance to");
+            let tls = lb.tls.map(|t| {
+                take_port(&t.get_ref().port, format!("{key}.tls.port"), &t.span());
+                Tls { port: self.port(t.into_inner().port, &format!("{key}.tls.port"), DEFAULT_TLS_PORT) }
+            });
+            LoadBalancer { port: self.port(lb.port, &format!("{key}.port"), DEFAULT_HTTP_PORT), algorithm, backends, tls }
+        });
+
+        let web = raw.web.map(|w| {
+            let wspan = w.span();
+            let w = w.into_inner();
+            let key = format!("{prefix}.web");
+            take_port(&w.port, format!("{key}.port"), &wspan);
+            if w.upstreams.is_empty() {
+                self.problem(wspan.clone(), format!("{key}.upstreams"), "the web server has no upstream app server",
+                    Some("list the servers whose app servers it proxies to: upstreams = [\"app1\"]".into()));
+            }
+            let upstreams = self.references(&w.upstreams, &format!("{key}.upstreams"), facts, |f| f.has_app, "runs no app server to proxy to");
+            let root = w.root.map(|r| {
+                let path = self.base_dir.join(r.get_ref());
+                if !path.is_dir() {
+                    self.problem(r.span(), format!("{key}.root"), format!("{} is not a folder", path.display()),
+                        Some("give the folder of static files relative to the design file, or leave root out to serve the codebase's public/".into()));
+                }
+                path
+            });
+            let tls = w.tls.map(|t| {
+                take_port(&t.get_ref().port, format!("{key}.tls.port"), &t.span());
+                Tls { port: self.port(t.into_inner().port, &format!("{key}.tls.port"), DEFAULT_TLS_PORT) }
+            });
+            Web { port: self.port(w.port, &format!("{key}.port"), DEFAULT_HTTP_PORT), root, upstreams, tls }
+        });
+
+        let app = raw.app.map(|a| {
+            let aspan = a.span();
+            let a = a.into_inner();
+            let key = format!("{prefix}.app");
+            take_port(&a.port, format!("{key}.port"), &aspan);
+            let storage = match &a.storage {
+                None => Storage::MySql,
+                Some(s) if s.get_ref() == "mysql" => Storage::MySql,
+                Some(s) if s.get_ref() == "sqlite" => Storage::Sqlite,
+                Some(s) => {
+                    self.problem(s.span(), format!("{key}.storage"), format!("unknown storage {:?}", s.get_ref()),
+                        Some("storage is \"mysql\" (a database server of the design) or \"sqlite\" (embedded)".into()));
+                    Storage::MySql
+                }
+            };
+            let database = match (&a.database, storage) {
+                (Some(d), Storage::Sqlite) => {
+                    self.problem(d.span(), format!("{key}.database"), "SQLite storage is embedded in the app server and uses no database server",
+                        Some("remove database, or set storage = \"mysql\"".into()));
+                    None
+                }
+                (None, Storage::MySql) => {
+                    self.problem(aspan.clone(), format!("{key}.database"), "the app server has no database",
+                        Some("name the server that runs its database: database = \"db1\" (or storage = \"sqlite\")".into()));
+                    None
+                }
+                (Some(d), Storage::MySql) => {
+                    match facts.get(d.get_ref()) {
+                        None => {
+                            self.problem(d.span(), format!("{key}.database"), format!("unknown server {:?}", d.get_ref()),
+                                Some(known("servers", facts.keys())));
+                            None
+                        }
+                        Some(f) => match &f.database_role {
+                            None => {
+                                self.problem(d.span(), format!("{key}.database"), format!("server {:?} runs no database", d.get_ref()),
+                                    Some("name a server with a [servers.NAME.database] table".into()));
+                                None
+                            }
+                            Some(Some(primary)) => {
+                                self.problem(d.span(), format!("{key}.database"), format!("server {:?} runs a replica, which refuses writes", d.get_ref()),
+                                    Some(format!("name the primary, {primary:?}; the app reads from replicas by itself")));
+                                None
+                            }
+                            Some(None) => Some(d.get_ref().clone()),
+                        },
+                    }
+                }
+                (None, Storage::Sqlite) => None,
+            };
+            App { port: self.port(a.port, &format!("{key}.port"), DEFAULT_APP_PORT), database, storage }
+        });
+
+        let database = raw.database.map(|d| {
+            let dspan = d.span();
+            let d = d.into_inner();
+            let key = format!("{prefix}.database");
+            take_port(&d.port, format!("{key}.port"), &dspan);
+            let role = match (d.role.as_ref().map(|r| r.get_ref().as_str()), &d.replica_of) {
+                (None | Some("primary"), None) => DatabaseRole::Primary,
+                (None | Some("replica"), Some(of)) => {
+                    match facts.get(of.get_ref()).map(|f| &f.database_role) {
+                        None => self.problem(of.span(), format!("{key}.replica_of"), format!("unknown server {:?}", of.get_ref()),
+                            Some(known("servers", facts.keys()))),
+                        Some(None) => self.problem(of.span(), format!("{key}.replica_of"), format!("server {:?} runs no database", of.get_ref()),
+                            Some("name the server that runs the primary database".into())),
+                        Some(Some(Some(_))) => self.problem(of.span(), format!("{key}.replica_of"), format!("server {:?} is itself a replica", of.get_ref()),
+                            Some("replicate from the primary".into())),
+                        Some(Some(None)) if of.get_ref() == &sname => self.problem(of.span(), format!("{key}.replica_of"), "a database cannot replicate from itself",
+                            Some("name the server that runs the primary".into())),
+                        Some(Some(None)) => {}
+                    }
+                    DatabaseRole::Replica { of: of.get_ref().clone() }
+                }
+                (Some("primary"), Some(of)) => {
+                    self.problem(of.span(), format!("{key}.replica_of"), "a primary replicates from no one",
+                        Some("remove replica_of, or set role = \"replica\"".into()));
+                    DatabaseRole::Primary
+                }
+                (Some("replica"), None) => {
+                    self.problem(dspan.clone(), format!("{key}.replica_of"), "a replica needs a primary to replicate from",
+                        Some("add replica_of = \"SERVER\" naming the primary".into()));
+                    DatabaseRole::Primary
+                }
+                (Some(other), _) => {
+                    let r = d.role.as_ref().unwrap();
+                    self.problem(r.span(), format!("{key}.role"), format!("unknown role {other:?}"),
+                        Some("role is \"primary\" or \"replica\"".into()));
+                    DatabaseRole::Primary
+                }
+            };
+            Database { port: self.port(d.port, &format!("{key}.port"), DEFAULT_DATABASE_PORT), role }
+        });
+
+        let firewall = raw.firewall.map(|f| Firewall { allow: f.into_inner().allow.into_iter().map(|a| a.into_inner()).collect() });
+        let monitoring = raw.monitoring.map(|m| {
+            let mspan = m.span();
+            let m = m.into_inner();
+            let key = format!("{prefix}.monitoring.port");
+            take_port(&m.port, key.clone(), &mspan);
+            Monitoring { port: self.port(m.port, &key, DEFAULT_MONITORING_PORT) }
+        });
+
+        // Ports: two listeners of one server cannot share a port. A port left out takes
+        // its default, which is what the clash check must compare.
+        let defaults = [("load_balancer.port", DEFAULT_HTTP_PORT), ("load_balancer.tls.port", DEFAULT_TLS_PORT),
+            ("web.port", DEFAULT_HTTP_PORT), ("web.tls.port", DEFAULT_TLS_PORT), ("app.port", DEFAULT_APP_PORT),
+            ("database.port", DEFAULT_DATABASE_PORT), ("monitoring.port", DEFAULT_MONITORING_PORT)];
+        let mut by_port: HashMap<u16, String> = HashMap::new();
+        for (port, key, span) in ports {
+            let port = if port == 0 {
+                defaults.iter().find(|(suffix, _)| key.ends_with(suffix)).map(|(_, d)| *d).unwrap_or(0)
+            } else {
+                port
+            };
+            if let Some(first) = by_port.get(&port) {
+                self.problem(span, &key, format!("port {port} is already taken on this server by {first}"),
+                    Some("give each component of a server a port of its own".into()));
+            } else {
+                by_port.insert(port, key);
+            }
+        }
+
+        Some(Server {
+            name: sname,
+            address: address?,
+            load_balancer,
+            web,
+            app,
+            database,
+            firewall,
+            monitoring,
+        })
+    }
+
+    /// Checks a list of server names, each of which must run a given component.
+    fn references(&mut self, names: &[Spanned<String>], key: &str, facts: &BTreeMap<String, ServerFacts>, has: impl Fn(&ServerFacts) -> bool, lacks: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in names {
+            match facts.get(n.get_ref()) {
+                None => self.problem(n.span(), key, format!("unknown server {:?}", n.get_ref()), Some(known("servers", facts.keys()))),
+                Some(f) if !has(f) => self.problem(n.span(), key, format!("server {:?} {lacks}", n.get_ref()), None),
+                Some(_) if out.contains(n.get_ref()) => self.problem(n.span(), key, format!("server {:?} is listed twice", n.get_ref()),
+                    Some("list each server once".into())),
+                Some(_) => out.push(n.get_ref().clone()),
+            }
+        }
+        out
+    }
+
+    fn cross_server_checks(&mut self, servers: &[Server]) {
+        let app_servers = servers.iter().filter(|s| s.app.is_some()).count();
+        for s in servers {
+            if let Some(app) = &s.app {
+                if app.storage == Storage::Sqlite && app_servers > 1 {
+                    self.problem(0..0, format!("servers.{}.app.storage", s.name),
+                        format!("SQLite is embedded in one app server, and this design has {app_servers}: each would keep its own data"),
+                        Some("use storage = \"mysql\" with a database server the app servers share".into()));
+                }
+            }
+        }
+    }
+
+    fn floating_ip(&mut self, name: Spanned<String>, raw: Spanned<RawFloatingIp>, facts: &BTreeMap<String, ServerFacts>, seen: &mut HashMap<IpAddr, String>) -> Option<FloatingIp> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let key = format!("floating_ips.{}", name.get_ref());
+        let address = self.address(raw.address, span.clone(), &format!("{key}.address"), &format!("floating IP {}", name.get_ref()), seen);
+        if raw.servers.len() < 2 {
+            self.problem(span, format!("{key}.servers"), "a floating IP needs at least two load balancers to move between",
+                Some("list the active and the passive load balancer: servers = [\"lb1\", \"lb2\"]".into()));
+        }
+        let servers = self.references(&raw.servers, &format!("{key}.servers"), facts, |f| f.has_lb, "runs no load balancer to hold the address");
+        Some(FloatingIp { name: name.into_inner(), address: address?, servers })
+    }
+}
+
+fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(|s| s.as_str()).collect();
+    if names.is_empty() {
+        format!("{what}: none")
+    } else {
+        format!("{what}: {}", names.join(", "))
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn is_domain(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    s.len() <= 253 && s.split('.').count() >= 2 && s.split('.').all(is_label)
+}
