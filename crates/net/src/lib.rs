@@ -1,1 +1,126 @@
-//! placeholder
+//! Sockets bound to one server's own address.
+//!
+//! Every server of a design has an address of its own, so every component listens on that
+//! address and every outgoing connection leaves from it: that is what lets a firewall tell
+//! servers apart by source address. This crate is the one place that binds sockets, so
+//! the peer check that a firewall needs has one place to live.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
+    Bind { addr: SocketAddr, source: io::Error },
+
+    #[error("cannot connect from {local} to {remote}: {source}")]
+    Connect { local: IpAddr, remote: SocketAddr, source: io::Error },
+}
+
+fn bind_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => " (another process listens there: is another stack of this design running? `webstack status` tells)",
+        io::ErrorKind::AddrNotAvailable => " (the address is not on this machine: loopback addresses are 127.0.0.0/8)",
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need root: choose a port from 1024 up in the design)",
+        _ => "",
+    }
+}
+
+/// Decides whether a peer may talk to a listener. Today every listener admits everyone;
+/// the firewall component will install its policy here.
+pub type PeerCheck = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
+/// A TCP listener on a server's address that admits only the peers its check allows.
+pub struct Listener {
+    inner: TcpListener,
+    peer_check: Option<PeerCheck>,
+}
+
+impl Listener {
+    /// Binds `addr` with SO_REUSEADDR, so a restarted server gets its port back at once.
+    pub fn bind(addr: SocketAddr) -> Result<Listener, NetError> {
+        let bind = || -> io::Result<TcpListener> {
+            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        };
+        let inner = bind().map_err(|source| NetError::Bind { addr, source })?;
+        Ok(Listener { inner, peer_check: None })
+    }
+
+    pub fn with_peer_check(mut self, check: PeerCheck) -> Listener {
+        self.peer_check = Some(check);
+        self
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Waits for the next admitted connection. Refused peers are closed at once.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        loop {
+            let (stream, peer) = self.inner.accept().await?;
+            match &self.peer_check {
+                Some(check) if !check(peer.ip()) => drop(stream),
+                _ => return Ok((stream, peer)),
+            }
+        }
+    }
+}
+
+/// Binds a UDP socket on a server's address.
+pub async fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
+    UdpSocket::bind(addr).await.map_err(|source| NetError::Bind { addr, source })
+}
+
+/// Connects to `remote` from the server's own address `local`.
+pub async fn connect_from(local: IpAddr, remote: SocketAddr) -> Result<TcpStream, NetError> {
+    let connect = async {
+        let socket = if remote.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.bind(SocketAddr::new(local, 0))?;
+        socket.connect(remote).await
+    };
+    connect.await.map_err(|source| NetError::Connect { local, remote, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connection_leaves_from_the_servers_own_address() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr();
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+        let local: IpAddr = "127.0.0.7".parse().unwrap();
+        let _stream = connect_from(local, addr).await.unwrap();
+        assert_eq!(accept.await.unwrap().ip(), local);
+    }
+
+    #[tokio::test]
+    async fn peer_check_closes_refused_peers_and_admits_the_rest() {
+        let allowed: IpAddr = "127.0.0.8".parse().unwrap();
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .with_peer_check(Arc::new(move |ip| ip == allowed));
+        let addr = listener.local_addr();
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+        let _refused = connect_from("127.0.0.9".parse().unwrap(), addr).await.unwrap();
+        let _admitted = connect_from(allowed, addr).await.unwrap();
+        assert_eq!(accept.await.unwrap().ip(), allowed);
+    }
+
+    #[test]
+    fn bind_error_says_what_to_do() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = rt.enter();
+        let err = Listener::bind(taken.local_addr().unwrap()).err().unwrap().to_string();
+        assert!(err.contains("another process listens there"), "{err}");
+    }
+}
