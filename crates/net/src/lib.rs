@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
+pub mod http;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
@@ -55,6 +57,12 @@ impl Listener {
     pub fn with_peer_check(mut self, check: PeerCheck) -> Listener {
         self.peer_check = Some(check);
         self
+    }
+
+    /// The plain tokio listener, for servers that take one (hickory's DNS server does its
+    /// own access control, which is where a peer check for DNS belongs).
+    pub fn into_tokio(self) -> TcpListener {
+        self.inner
     }
 
     pub fn local_addr(&self) -> SocketAddr {

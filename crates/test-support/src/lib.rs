@@ -1,1 +1,4 @@
-//! placeholder
+//! What webstack's tests need again and again: a raw HTTP client, and a running stack of
+//! the real `webstack` binary that is stopped (by pid) when the test ends, pass or fail.
+
+pub mod http;

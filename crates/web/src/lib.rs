@@ -1,1 +1,128 @@
-//! placeholder
+//! The web server component: static files from the codebase's public folder, everything
+//! else reverse-proxied to the app servers, as nginx with `try_files $uri @app` does.
+//!
+//! Architecture invariant: the web server knows addresses, not the design. The node turns
+//! the design into a `WebConfig`; this crate never reads a design file.
+
+mod access_log;
+mod mime;
+mod path;
+mod proxy;
+mod static_files;
+
+#[cfg(test)]
+mod tests;
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{HeaderValue, REFERER, USER_AGENT};
+use hyper::{Request, Response, StatusCode};
+use tokio_util::sync::CancellationToken;
+use webstack_net::http::{serve, text, Body, HttpLimits};
+use webstack_net::Listener;
+
+pub use access_log::clf_time;
+pub use path::{safe_segments, PathRejection};
+pub use proxy::ProxySettings;
+pub use static_files::{Lookup, StaticFiles};
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// The server this web server runs on, named in error pages.
+    pub server_name: String,
+    /// The server's own address: proxied connections leave from it.
+    pub local_address: IpAddr,
+    /// The folder of static files.
+    pub root: PathBuf,
+    /// App servers, tried round robin.
+    pub upstreams: Vec<SocketAddr>,
+    pub access_log: Option<PathBuf>,
+    pub limits: HttpLimits,
+    pub proxy: ProxySettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("the web root {root} cannot be used: {source}")]
+    Root { root: PathBuf, source: std::io::Error },
+    #[error("the access log {path} cannot be opened: {source}")]
+    AccessLog { path: PathBuf, source: std::io::Error },
+}
+
+struct WebServer {
+    files: StaticFiles,
+    proxy: proxy::Proxy,
+    log: access_log::AccessLog,
+}
+
+/// Runs the web server on `listener` until `shutdown` is cancelled.
+pub async fn run(config: WebConfig, listener: Listener, shutdown: CancellationToken) -> Result<(), WebError> {
+    let files = StaticFiles::new(&config.root).map_err(|source| WebError::Root { root: config.root.clone(), source })?;
+    let log = access_log::AccessLog::open(config.access_log.as_deref())
+        .map_err(|source| WebError::AccessLog { path: config.access_log.clone().unwrap_or_default(), source })?;
+    let proxy = proxy::Proxy::new(&config.server_name, config.local_address, config.upstreams.clone(), config.proxy.clone());
+    let server = Arc::new(WebServer { files, proxy, log });
+    serve(listener, config.limits.clone(), shutdown, move |req, peer| {
+        let server = server.clone();
+        async move { server.handle(req, peer).await }
+    })
+    .await;
+    Ok(())
+}
+
+impl WebServer {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id(req.headers().get("x-request-id"));
+        let method = req.method().clone();
+        let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| req.uri().to_string());
+        let version = format!("{:?}", req.version());
+        let referer = header_text(req.headers().get(REFERER));
+        let user_agent = header_text(req.headers().get(USER_AGENT));
+
+        let mut resp = match self.files.lookup(req.uri().path()) {
+            Lookup::Rejected(PathRejection::Unsafe(why)) => text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}")),
+            Lookup::File(file) => self.files.respond(&file, req.method(), req.headers()).await,
+            Lookup::NotFound => self.proxy.forward(req, peer, &request_id).await,
+        };
+        resp.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("request ids are checked"));
+        self.log.write(&access_log::Entry {
+            peer,
+            method: method.as_str(),
+            target: &target,
+            version: &version,
+            status: resp.status().as_u16(),
+            bytes: resp.body().size_hint().exact().unwrap_or(0),
+            referer: &referer,
+            user_agent: &user_agent,
+            request_id: &request_id,
+            took: started.elapsed(),
+        });
+        resp
+    }
+}
+
+fn header_text(v: Option<&HeaderValue>) -> String {
+    v.and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// Keeps a client's or load balancer's request id when it is sane (1 to 128 visible ASCII
+/// characters), otherwise makes a new one, so one id follows a request through every tier.
+pub fn request_id(incoming: Option<&HeaderValue>) -> String {
+    if let Some(id) = incoming.and_then(|v| v.to_str().ok()) {
+        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+            return id.to_string();
+        }
+    }
+    // RandomState is seeded from the OS once per thread and then varies per instance:
+    // unpredictable enough for tracing ids, which are not secrets.
+    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(a);
+    format!("{:016x}{:016x}", a, h.finish())
+}

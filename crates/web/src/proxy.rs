@@ -1,0 +1,166 @@
+//! The reverse proxy to the app servers: a keep-alive pool, forwarding headers, retries
+//! of requests that never reached an app server, and errors that say who failed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use webstack_net::http::{text, Body};
+
+/// Timeouts and limits of the proxy. The defaults follow nginx's.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// nginx: proxy_connect_timeout 60s; shorter here, since upstreams are close by.
+    pub connect_timeout: Duration,
+    /// Until the upstream's response head arrives (nginx: proxy_read_timeout 60s).
+    pub response_timeout: Duration,
+    /// Request bodies are read whole before forwarding, so that a request whose upstream
+    /// refused the connection can go to another (nginx: client_max_body_size 1m).
+    pub max_body_bytes: usize,
+    /// Idle keep-alive connections kept per upstream.
+    pub idle_per_upstream: usize,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            max_body_bytes: 1024 * 1024,
+            idle_per_upstream: 32,
+        }
+    }
+}
+
+pub struct Proxy {
+    client: Client<HttpConnector, Full<Bytes>>,
+    upstreams: Vec<SocketAddr>,
+    next: AtomicUsize,
+    settings: ProxySettings,
+    /// Named in error pages, so a person knows which box failed.
+    server_name: String,
+}
+
+/// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+
+impl Proxy {
+    /// `local` is the server's own address: connections to app servers leave from it.
+    pub fn new(server_name: &str, local: IpAddr, upstreams: Vec<SocketAddr>, settings: ProxySettings) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(settings.idle_per_upstream)
+            .build(connector);
+        Proxy { client, upstreams, next: AtomicUsize::new(0), settings, server_name: server_name.to_string() }
+    }
+
+    /// Forwards a request. Upstreams are taken round robin; when a connection to one
+    /// cannot be made, the next is tried, since the request never reached an app.
+    pub async fn forward(&self, req: Request<Incoming>, peer: SocketAddr, request_id: &str) -> Response<Body> {
+        if self.upstreams.is_empty() {
+            return text(StatusCode::NOT_FOUND, "404 Not Found");
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, format!("413 Payload Too Large: request bodies are limited to {} bytes", self.settings.max_body_bytes));
+            }
+            Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request body could not be read"),
+        };
+        let headers = forwarded_headers(&parts.headers, peer, request_id);
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = String::new();
+        for i in 0..self.upstreams.len() {
+            let upstream = self.upstreams[(start + i) % self.upstreams.len()];
+            let uri: Uri = match format!("http://{upstream}{path}").parse() {
+                Ok(u) => u,
+                Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request target is not a valid path"),
+            };
+            let mut out = Request::builder().method(parts.method.clone()).uri(uri).body(Full::new(body.clone())).expect("parts of a valid request");
+            *out.headers_mut() = headers.clone();
+            match tokio::time::timeout(self.settings.response_timeout, self.client.request(out)).await {
+                Ok(Ok(resp)) => return strip_response(resp),
+                Ok(Err(e)) if e.is_connect() => {
+                    last_error = format!("cannot connect to app server {upstream}: {}", root_cause(&e));
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    return text(StatusCode::BAD_GATEWAY, format!(
+                        "502 Bad Gateway: the web server on {} lost app server {upstream} while waiting for its answer ({}). The app server is at fault; the request may or may not have been applied.",
+                        self.server_name, root_cause(&e)));
+                }
+                Err(_) => {
+                    return text(StatusCode::GATEWAY_TIMEOUT, format!(
+                        "504 Gateway Timeout: app server {upstream} did not answer the web server on {} within {:?}.",
+                        self.server_name, self.settings.response_timeout));
+                }
+            }
+        }
+        text(StatusCode::BAD_GATEWAY, format!(
+            "502 Bad Gateway: the web server on {} could not reach any app server ({last_error}). The request was not applied; retrying later is safe.",
+            self.server_name))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The request headers an app server gets: hop-by-hop ones removed, X-Forwarded-* and
+/// X-Request-Id set.
+pub fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, request_id: &str) -> HeaderMap {
+    let mut headers = incoming.clone();
+    remove_hop_by_hop(&mut headers);
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    headers.insert(xff, HeaderValue::from_str(&chain).expect("addresses are valid header text"));
+    let proto = HeaderName::from_static("x-forwarded-proto");
+    if !headers.contains_key(&proto) {
+        headers.insert(proto, HeaderValue::from_static("http"));
+    }
+    if let Some(host) = incoming.get(header::HOST).cloned() {
+        headers.entry(HeaderName::from_static("x-forwarded-host")).or_insert(host);
+    }
+    headers.insert(HeaderName::from_static("x-request-id"), HeaderValue::from_str(request_id).expect("request ids are checked"));
+    headers
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
+        headers.remove(name);
+    }
+}
+
+fn strip_response(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as webstack_net::http::BoxError).boxed())
+}
