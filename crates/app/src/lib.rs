@@ -1,1 +1,58 @@
-//! placeholder
+//! The app server component: runs the codebase.
+//!
+//! Either the built-in foobar application, served in-process (`run_builtin`), or an
+//! application command of the user's, kept running by `command::supervise`. The app
+//! reaches its data through `storage`: MySQL (a database server of the design) or SQLite.
+//!
+//! Architecture invariant: like the web server, this crate knows addresses and paths, not
+//! the design; the node builds its configuration.
+
+pub mod command;
+pub mod foobar;
+pub mod storage;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use webstack_net::http::{serve, HttpLimits};
+use webstack_net::Listener;
+
+pub use storage::{Message, Storage, StorageConfig, StorageError};
+
+#[derive(Debug, Clone)]
+pub struct BuiltinConfig {
+    /// The server the app runs on, named in every response.
+    pub server_name: String,
+    pub storage: StorageConfig,
+    pub limits: HttpLimits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the application's storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot start the relay to the database at {path}: {source}")]
+    Relay { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// Serves the built-in foobar application on `listener` until `shutdown`.
+pub async fn run_builtin(config: BuiltinConfig, listener: Listener, shutdown: CancellationToken) -> Result<(), AppError> {
+    if let StorageConfig::MySql { local, address, relay_socket, .. } = &config.storage {
+        webstack_net::relay::spawn_tcp_relay(relay_socket, *local, *address, shutdown.clone())
+            .map_err(|source| AppError::Relay { path: relay_socket.clone(), source })?;
+    }
+    let storage = Arc::new(Storage::open(&config.storage)?);
+    let app = Arc::new(foobar::Foobar { server_name: config.server_name.clone(), storage: storage.clone() });
+    serve(listener, config.limits.clone(), shutdown, move |req, _peer| {
+        let app = app.clone();
+        async move { app.handle(req).await }
+    })
+    .await;
+    if let Ok(storage) = Arc::try_unwrap(storage) {
+        storage.close().await;
+    }
+    Ok(())
+}
