@@ -82,14 +82,14 @@ fn spawn(cmd: &AppCommand) -> std::io::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
+    webstack_net::process::die_with_parent(&mut c);
     c.spawn()
 }
 
 /// SIGTERM, then SIGKILL if it has not exited within the grace period.
 pub async fn stop(child: &mut Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        webstack_net::process::signal(pid, libc::SIGTERM);
         if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
             return;
         }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 pub mod http;
+pub mod process;
 pub mod relay;
 
 #[derive(Debug, thiserror::Error)]
