@@ -1,1 +1,260 @@
-//! placeholder
+//! A node is one server of a design, run as one process (`webstack node`): it binds the
+//! server's listeners on the server's own address and runs its components until told to
+//! stop. Killing the node's process is losing the server.
+//!
+//! Architecture invariant: the node is the only crate that turns a design into component
+//! configurations; the components themselves (dns, web, app, database) never see a design.
+
+mod layout;
+mod status;
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use webstack_topology::{Codebase, Design, Server, Storage, DNS_PROCESS_NAME};
+
+pub use layout::{default_cache_dir, default_state_dir, StackLayout};
+pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
+pub use support::{not_built_yet, NotBuilt};
+
+/// The application's database and user names, the same on every database server.
+pub const APP_DATABASE: &str = "foobar";
+pub const APP_DB_USER: &str = "foobar";
+
+/// What a node needs to run one server.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub design: Design,
+    /// A server of the design, or `dns` for the design's name server.
+    pub server: String,
+    pub layout: StackLayout,
+    pub cache_dir: PathBuf,
+}
+
+/// Runs the server until `shutdown` is cancelled, then stops every component and returns.
+/// Listeners are bound before anything starts, so a taken port fails the node at once.
+pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
+    let dir = opts.layout.server_dir(&opts.server);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let status = Arc::new(StatusFile::new(opts.layout.node_status(&opts.server), &opts.server));
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+
+    if opts.server == DNS_PROCESS_NAME {
+        start_dns(&opts.design, &status, &mut tasks, &shutdown).await?;
+    } else {
+        let Some(server) = opts.design.server(&opts.server) else {
+            let names: Vec<&str> = opts.design.servers.iter().map(|s| s.name.as_str()).collect();
+            bail!("the design has no server {:?} (servers: {}, and {DNS_PROCESS_NAME})", opts.server, names.join(", "));
+        };
+        let missing = not_built_yet(&opts.design);
+        if let Some(m) = missing.iter().find(|m| m.wherein.contains(&format!("servers.{}", server.name))) {
+            bail!("server {} needs {m}, which this build of webstack cannot run yet", server.name);
+        }
+        if let Some(db) = &server.database {
+            start_database(&opts, server, db.port, &status, &mut tasks, &shutdown)?;
+        }
+        if let Some(app) = &server.app {
+            start_app(&opts, server, app, &dir, &status, &mut tasks, &shutdown)?;
+        }
+        if let Some(web) = &server.web {
+            start_web(&opts, server, web, &dir, &status, &mut tasks, &shutdown)?;
+        }
+    }
+    eprintln!("node {}: all components started (pid {})", opts.server, std::process::id());
+
+    // A component that fails takes the node down with it: a server with a dead web
+    // server and a live database is harder to reason about than a dead server.
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        Some(joined) = tasks.join_next() => {
+            failure = Some(match joined {
+                Ok(Ok(())) => anyhow::anyhow!("a component stopped by itself"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("a component panicked: {e}"),
+            });
+            shutdown.cancel();
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(e)) = joined {
+            eprintln!("node {}: {e:#}", opts.server);
+        }
+    }
+    eprintln!("node {}: stopped", opts.server);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn start_dns(design: &Design, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+    let addr = SocketAddr::new(design.dns.address, design.dns.port);
+    let tcp = webstack_net::Listener::bind(addr)?.into_tokio();
+    let udp = webstack_net::bind_udp(addr).await?;
+    status.add("dns", vec![addr], ComponentState::Ready);
+    eprintln!("dns: serving zone {} on {addr} (UDP and TCP)", design.domain);
+    let (design, shutdown) = (design.clone(), shutdown.clone());
+    tasks.spawn(async move { Ok(webstack_dns::run(&design, udp, tcp, shutdown).await?) });
+    Ok(())
+}
+
+fn start_web(opts: &NodeOptions, server: &Server, web: &webstack_topology::Web, dir: &Path, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+    let addr = SocketAddr::new(server.address, web.port);
+    let listener = webstack_net::Listener::bind(addr)?;
+    let root = match (&web.root, &opts.design.codebase) {
+        (Some(root), _) => root.clone(),
+        (None, Codebase::Builtin(_)) => write_builtin_public(dir)?,
+        (None, Codebase::Path { path, .. }) => path.join("public"),
+    };
+    let upstreams = web
+        .upstreams
+        .iter()
+        .filter_map(|name| opts.design.server(name))
+        .filter_map(|s| s.app.as_ref().map(|a| SocketAddr::new(s.address, a.port)))
+        .collect();
+    let config = webstack_web::WebConfig {
+        server_name: server.name.clone(),
+        local_address: server.address,
+        root,
+        upstreams,
+        access_log: Some(dir.join("access.log")),
+        limits: Default::default(),
+        proxy: Default::default(),
+    };
+    status.add("web", vec![addr], ComponentState::Ready);
+    eprintln!("web: listening on {addr}, static files from {}, proxying to {:?}", config.root.display(), config.upstreams);
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move { Ok(webstack_web::run(config, listener, shutdown).await?) });
+    Ok(())
+}
+
+/// Writes the built-in codebase's static files where the web server serves them from.
+fn write_builtin_public(dir: &Path) -> Result<PathBuf> {
+    let public = dir.join("codebase/public");
+    for (name, bytes) in webstack_app::foobar::PUBLIC_FILES {
+        let path = public.join(name);
+        std::fs::create_dir_all(path.parent().expect("files are in a folder"))?;
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(public)
+}
+
+fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, dir: &Path, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+    let addr = SocketAddr::new(server.address, app.port);
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    let storage = match app.storage {
+        Storage::Sqlite => webstack_app::StorageConfig::Sqlite { path: dir.join("foobar.sqlite") },
+        Storage::MySql => {
+            let db_name = app.database.as_deref().expect("validated: MySQL storage names a database server");
+            let db = opts.design.server(db_name).expect("validated: the database server exists");
+            let db_port = db.database.as_ref().expect("validated: it runs a database").port;
+            webstack_app::StorageConfig::MySql {
+                server_name: db.name.clone(),
+                address: SocketAddr::new(db.address, db_port),
+                user: APP_DB_USER.into(),
+                password: read_password(&opts.layout)?,
+                database: APP_DATABASE.into(),
+                local: server.address,
+                relay_socket: run_dir.join("database.sock"),
+            }
+        }
+    };
+    match &opts.design.codebase {
+        Codebase::Builtin(_) => {
+            let listener = webstack_net::Listener::bind(addr)?;
+            status.add("app", vec![addr], ComponentState::Ready);
+            eprintln!("app: foobar listening on {addr}");
+            let config = webstack_app::BuiltinConfig { server_name: server.name.clone(), storage, limits: Default::default() };
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { Ok(webstack_app::run_builtin(config, listener, shutdown).await?) });
+        }
+        Codebase::Path { path, command } => {
+            let Some(argv) = command.clone() else {
+                bail!("server {} runs an app server, and the codebase at {} names no command to run", server.name, path.display());
+            };
+            let mut env = vec![
+                ("HOST".to_string(), server.address.to_string()),
+                ("PORT".to_string(), app.port.to_string()),
+                ("WEBSTACK_SERVER".to_string(), server.name.clone()),
+            ];
+            match &storage {
+                webstack_app::StorageConfig::MySql { local, address, relay_socket, user, password, database, .. } => {
+                    webstack_net::relay::spawn_tcp_relay(relay_socket, *local, *address, shutdown.clone())
+                        .with_context(|| format!("cannot start the database relay at {}", relay_socket.display()))?;
+                    env.push(("DATABASE_URL".into(), format!("mysql://{user}:{password}@localhost/{database}?socket={}", relay_socket.display())));
+                    env.push(("DATABASE_SOCKET".into(), relay_socket.display().to_string()));
+                }
+                webstack_app::StorageConfig::Sqlite { path } => env.push(("DATABASE_URL".into(), format!("sqlite://{}", path.display()))),
+            }
+            let cmd = webstack_app::command::AppCommand { argv, dir: path.clone(), env, log: dir.join("app.log") };
+            status.add("app", vec![addr], ComponentState::Starting);
+            eprintln!("app: running {:?} in {} for {addr}", cmd.argv, path.display());
+            let (status, shutdown) = (status.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                webstack_app::command::supervise(cmd, shutdown, |pid| status.set("app", ComponentState::Ready, Some(pid))).await;
+                Ok(())
+            });
+        }
+    }
+    Ok(())
+}
+
+fn start_database(opts: &NodeOptions, server: &Server, port: u16, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+    let listen = SocketAddr::new(server.address, port);
+    let app_hosts: Vec<IpAddr> = opts
+        .design
+        .servers
+        .iter()
+        .filter(|s| s.app.as_ref().is_some_and(|a| a.database.as_deref() == Some(server.name.as_str())))
+        .map(|s| s.address)
+        .collect();
+    let config = webstack_database::DatabaseConfig {
+        server_name: server.name.clone(),
+        listen,
+        dir: opts.layout.server_dir(&server.name).join("database"),
+        cache_dir: opts.cache_dir.clone(),
+        app_user: APP_DB_USER.into(),
+        app_password: read_password(&opts.layout)?,
+        app_database: APP_DATABASE.into(),
+        app_hosts,
+    };
+    status.add("database", vec![listen], ComponentState::Starting);
+    let (status, shutdown) = (status.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let events = DatabaseStatus { status };
+        Ok(webstack_database::run(config, shutdown, &events).await?)
+    });
+    Ok(())
+}
+
+struct DatabaseStatus {
+    status: Arc<StatusFile>,
+}
+
+impl webstack_database::DatabaseEvents for DatabaseStatus {
+    fn started(&self, pid: u32) {
+        self.status.set("database", ComponentState::Starting, Some(pid));
+    }
+    fn ready(&self) {
+        let pid = self.status.snapshot().components.iter().find(|c| c.kind == "database").and_then(|c| c.child_pid);
+        self.status.set("database", ComponentState::Ready, pid);
+    }
+    fn stopped(&self) {
+        self.status.set("database", ComponentState::Restarting, None);
+    }
+}
+
+fn read_password(layout: &StackLayout) -> Result<String> {
+    let path = layout.database_password();
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read the database password at {} (`webstack up` creates it; on a real host, copy the stack's secrets/ folder there)", path.display())
+    })?;
+    Ok(text.trim().to_string())
+}

@@ -1,1 +1,68 @@
-//! placeholder
+//! The orchestrator: `up`, `down`, `status` and `logs` for a whole stack.
+//!
+//! It starts each server as a `webstack node` process, keeps its record of the stack in
+//! the state directory, probes components in their own protocols, and stops processes
+//! only by the pids it recorded.
+//!
+//! Architecture invariant: the orchestrator runs no component itself; everything that
+//! serves traffic runs in a node process, so killing a node is losing that server.
+
+mod down;
+mod health;
+mod logs;
+mod record;
+mod secrets;
+mod status;
+mod up;
+
+use anyhow::{bail, Result};
+use webstack_topology::LoadedDesign;
+
+pub use down::{stop_stack, DownReport};
+pub use health::Health;
+pub use logs::show as show_logs;
+pub use record::{recorded_stacks, select_stack, NodeRecord, StackRecord};
+pub use status::{collect as collect_status, process_names, render as render_status, table, StackStatus};
+pub use up::{up, UpOptions};
+
+/// Loads a design by name or path and moves it to another /24 of the loopback range if
+/// asked. Every command that needs a stack's design goes through here, so `up`, the nodes
+/// and `status` agree on its addresses.
+pub fn load_design(name_or_path: &str, subnet: Option<[u8; 3]>) -> Result<LoadedDesign> {
+    let mut loaded = webstack_topology::load(name_or_path)?;
+    if let Some(prefix) = subnet {
+        loaded.design.relocate(prefix);
+    }
+    Ok(loaded)
+}
+
+/// Parses `127.X.Y`, `127.X.Y.0` or `127.X.Y.0/24`.
+pub fn parse_subnet(text: &str) -> Result<[u8; 3]> {
+    let base = text.strip_suffix("/24").unwrap_or(text);
+    let parts: Vec<&str> = base.split('.').collect();
+    let octets: Option<Vec<u8>> = parts.iter().map(|p| p.parse().ok()).collect();
+    match (parts.len(), octets) {
+        (3, Some(o)) | (4, Some(o)) if o[0] == 127 && (o.len() == 3 || o[3] == 0) => Ok([o[0], o[1], o[2]]),
+        _ => bail!("--subnet {text:?} is not a /24 of the loopback range; write it like 127.20.0.0/24"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        assert_eq!(parse_subnet("127.20.3.0/24").unwrap(), [127, 20, 3]);
+        assert_eq!(parse_subnet("127.20.3").unwrap(), [127, 20, 3]);
+        assert!(parse_subnet("10.0.0.0/24").is_err());
+        assert!(parse_subnet("127.20.3.5/24").is_err());
+        assert!(parse_subnet("127.300.3.0").is_err());
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&[["a".to_string(), "bb".into()], ["ccc".into(), "d".into()]]);
+        assert_eq!(t, "a    bb\nccc  d\n");
+    }
+}

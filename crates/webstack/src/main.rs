@@ -1,1 +1,111 @@
-fn main() {}
+//! The `webstack` binary: parses the command line and calls the library crates. Errors
+//! become a message and an exit code in one place, `main`.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Commands};
+use webstack_orchestrator as orchestrator;
+
+/// Exit codes: 0 success, 1 a failure while running, 2 a bad design or bad arguments
+/// (clap also exits with 2 for unknown flags).
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<webstack_topology::DesignError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let state_dir = cli.state_dir.clone().unwrap_or_else(webstack_node::default_state_dir);
+    match cli.command {
+        Commands::Up { design, detach, subnet, timeout } => {
+            let subnet = subnet.as_deref().map(orchestrator::parse_subnet).transpose()?;
+            let exe = std::env::current_exe().context("cannot find the webstack binary to start nodes with")?;
+            orchestrator::up(orchestrator::UpOptions { design, subnet, detach, timeout: Duration::from_secs(timeout), state_dir, exe }).await
+        }
+        Commands::Down { stack, purge } => {
+            let (layout, record) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
+            let report = tokio::task::spawn_blocking(move || orchestrator::stop_stack(&layout, &record, purge)).await??;
+            println!("Stopped {} server(s).", report.stopped.len() + report.killed.len());
+            if !report.killed.is_empty() {
+                println!("Killed after the grace period: {}", report.killed.join(", "));
+            }
+            Ok(())
+        }
+        Commands::Status { stack, json } => {
+            let (layout, record) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
+            let design = orchestrator::load_design(&record.design, record.subnet.as_deref().map(orchestrator::parse_subnet).transpose()?)?.design;
+            let status = orchestrator::collect_status(&design, &layout, &record, &state_dir).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("Stack {} ({}), state in {}", status.stack, design.domain, layout.root().display());
+                print!("{}", orchestrator::render_status(&status));
+            }
+            Ok(())
+        }
+        Commands::Logs { server, stack, follow } => {
+            let (layout, record) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
+            let known: Vec<String> = record.nodes.iter().map(|n| n.server.clone()).collect();
+            tokio::task::spawn_blocking(move || orchestrator::show_logs(&layout, &server, &known, follow, &mut std::io::stdout())).await?
+        }
+        Commands::Validate { design } => {
+            let loaded = orchestrator::load_design(&design, None)?;
+            let d = &loaded.design;
+            println!("{}: design {} for {} is valid: {} server(s)", loaded.label, d.name, d.domain, d.servers.len());
+            for s in &d.servers {
+                let kinds: Vec<String> = s.components().iter().map(|k| k.to_string()).collect();
+                println!("  {:<10} {:<15} {}", s.name, s.address, kinds.join(", "));
+            }
+            let missing = webstack_node::not_built_yet(d);
+            if !missing.is_empty() {
+                println!("Not runnable with this version yet: {}", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("; "));
+            }
+            Ok(())
+        }
+        Commands::Designs => {
+            for (name, source) in webstack_topology::SHIPPED {
+                let description = webstack_topology::parse_design(source, name, std::path::Path::new("."))
+                    .map(|d| d.description.unwrap_or_default())
+                    .unwrap_or_default();
+                println!("{name:<12} {description}");
+            }
+            Ok(())
+        }
+        Commands::Node { server, design, subnet } => {
+            let subnet = subnet.as_deref().map(orchestrator::parse_subnet).transpose()?;
+            let design = orchestrator::load_design(&design, subnet)?.design;
+            let layout = webstack_node::StackLayout::new(&state_dir, &design.name);
+            let shutdown = CancellationToken::new();
+            let signals = shutdown.clone();
+            tokio::spawn(async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                signals.cancel();
+            });
+            let opts = webstack_node::NodeOptions { design, server, layout, cache_dir: webstack_node::default_cache_dir() };
+            webstack_node::run(opts, shutdown).await
+        }
+    }
+}

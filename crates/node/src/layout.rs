@@ -1,0 +1,79 @@
+//! Where everything of a running stack lives under its state directory. The node writes
+//! here and the orchestrator reads here, so both take their paths from this one place.
+//!
+//! ```text
+//! <state>/stacks/<stack>/
+//!   stack.json                  the orchestrator's record: design, subnet, node pids
+//!   secrets/database.password   the app's database password (mode 0600)
+//!   logs/<server>.log           each node's output
+//!   servers/<server>/
+//!     node.json                 the node's status: components, listeners, child pids
+//!     access.log                the web server's access log
+//!     codebase/public/          the built-in codebase's static files
+//!     database/                 MariaDB: my.cnf, data/, error.log, socket
+//!     run/                      private sockets (the relay to the database)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct StackLayout {
+    root: PathBuf,
+}
+
+impl StackLayout {
+    /// The layout of stack `name` under the state directory `state_dir`.
+    pub fn new(state_dir: &Path, name: &str) -> StackLayout {
+        StackLayout { root: state_dir.join("stacks").join(name) }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn stack_file(&self) -> PathBuf {
+        self.root.join("stack.json")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn database_password(&self) -> PathBuf {
+        self.secrets_dir().join("database.password")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn node_log(&self, server: &str) -> PathBuf {
+        self.logs_dir().join(format!("{server}.log"))
+    }
+    pub fn server_dir(&self, server: &str) -> PathBuf {
+        self.root.join("servers").join(server)
+    }
+    pub fn node_status(&self, server: &str) -> PathBuf {
+        self.server_dir(server).join("node.json")
+    }
+}
+
+/// The state directory: `WEBSTACK_STATE_DIR`, else `$XDG_STATE_HOME/webstack`, else
+/// `~/.local/state/webstack`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEBSTACK_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("webstack");
+    }
+    home().join(".local/state/webstack")
+}
+
+/// Where downloads kept across stacks go (a MariaDB obtained without root):
+/// `$XDG_CACHE_HOME/webstack`, else `~/.cache/webstack`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("webstack");
+    }
+    home().join(".cache/webstack")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"))
+}

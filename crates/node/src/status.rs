@@ -1,0 +1,84 @@
+//! The node's status file: what runs on the server, where it listens, which processes it
+//! owns. Rewritten atomically (write, then rename) on every change, so a reader never sees
+//! half a file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    pub server: String,
+    pub pid: u32,
+    pub components: Vec<ComponentStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ComponentStatus {
+    /// `dns`, `web`, `app`, `database`.
+    pub kind: String,
+    pub listen: Vec<SocketAddr>,
+    /// A process the component runs for the node (mariadbd, an app command).
+    pub child_pid: Option<u32>,
+    pub state: ComponentState,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentState {
+    Starting,
+    Ready,
+    Restarting,
+    Stopped,
+}
+
+/// The node's status and the file it is kept in. A std `Mutex`: held only while the
+/// struct is changed and written, never across an `.await`.
+pub struct StatusFile {
+    path: PathBuf,
+    status: Mutex<NodeStatus>,
+}
+
+impl StatusFile {
+    pub fn new(path: PathBuf, server: &str) -> StatusFile {
+        let status = NodeStatus { server: server.to_string(), pid: std::process::id(), components: Vec::new() };
+        let file = StatusFile { path, status: Mutex::new(status) };
+        file.update(|_| {});
+        file
+    }
+
+    /// Changes the status and writes it out.
+    pub fn update(&self, change: impl FnOnce(&mut NodeStatus)) {
+        let mut status = self.status.lock().expect("status lock");
+        change(&mut status);
+        let text = serde_json::to_vec_pretty(&*status).expect("status serialises");
+        let tmp = self.path.with_extension("json.tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+
+    pub fn add(&self, kind: &str, listen: Vec<SocketAddr>, state: ComponentState) {
+        self.update(|s| s.components.push(ComponentStatus { kind: kind.into(), listen, child_pid: None, state }));
+    }
+
+    pub fn set(&self, kind: &str, state: ComponentState, child_pid: Option<u32>) {
+        self.update(|s| {
+            if let Some(c) = s.components.iter_mut().find(|c| c.kind == kind) {
+                c.state = state;
+                c.child_pid = child_pid;
+            }
+        });
+    }
+
+    pub fn snapshot(&self) -> NodeStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+}
+
+/// Reads a node's status file; `None` if it is missing or unreadable.
+pub fn read_status(path: &std::path::Path) -> Option<NodeStatus> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}

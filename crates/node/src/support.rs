@@ -1,0 +1,64 @@
+//! Which parts of a design this build of webstack can run. Designs may already describe
+//! components that later work will build; `up` refuses those with a message naming them.
+
+use webstack_topology::{DatabaseRole, Design};
+
+/// One thing a design needs that is not built yet, with where the design asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotBuilt {
+    pub what: &'static str,
+    pub wherein: String,
+}
+
+impl std::fmt::Display for NotBuilt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.what, self.wherein)
+    }
+}
+
+/// Everything the design needs that this build cannot run yet; empty if it can run.
+pub fn not_built_yet(design: &Design) -> Vec<NotBuilt> {
+    let mut missing = Vec::new();
+    let mut add = |what, wherein: String| missing.push(NotBuilt { what, wherein });
+    for s in &design.servers {
+        if s.load_balancer.is_some() {
+            add("the load balancer", format!("servers.{}.load_balancer", s.name));
+        }
+        if s.web.as_ref().is_some_and(|w| w.tls.is_some()) || s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some()) {
+            add("HTTPS (TLS termination)", format!("servers.{}", s.name));
+        }
+        if s.firewall.is_some() {
+            add("the firewall", format!("servers.{}.firewall", s.name));
+        }
+        if s.monitoring.is_some() {
+            add("the monitoring agent", format!("servers.{}.monitoring", s.name));
+        }
+        if let Some(db) = &s.database {
+            if let DatabaseRole::Replica { .. } = db.role {
+                add("database replication", format!("servers.{}.database.replica_of", s.name));
+            }
+        }
+    }
+    for f in &design.floating_ips {
+        add("the floating IP (active-passive load balancers)", format!("floating_ips.{}", f.name));
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(name: &str) -> Design {
+        webstack_topology::parse_design(webstack_topology::shipped_source(name).unwrap(), name, std::path::Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn simple_runs_and_the_others_name_what_they_wait_for() {
+        assert!(not_built_yet(&shipped("simple")).is_empty());
+        let distributed: Vec<&str> = not_built_yet(&shipped("distributed")).iter().map(|n| n.what).collect();
+        assert_eq!(distributed, vec!["the load balancer", "database replication"]);
+        let scaled: Vec<String> = not_built_yet(&shipped("scaled")).iter().map(|n| n.to_string()).collect();
+        assert!(scaled.contains(&"the floating IP (active-passive load balancers) (floating_ips.vip)".to_string()), "{scaled:?}");
+    }
+}

@@ -1,0 +1,170 @@
+//! `webstack status`: the stack's servers, their components, listeners, pids and live
+//! health, probed in each component's own protocol.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+use webstack_node::{read_status, ComponentState, StackLayout};
+use webstack_topology::{Codebase, Design, DNS_PROCESS_NAME};
+
+use crate::health::{probe_dns, probe_http, probe_mysql, Health};
+use crate::record::StackRecord;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StackStatus {
+    pub stack: String,
+    pub design: String,
+    pub state_dir: String,
+    /// The name users type, and where its HTTP is served.
+    pub entry: Option<(String, SocketAddr)>,
+    pub dns: SocketAddr,
+    pub servers: Vec<ServerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub address: IpAddr,
+    pub pid: Option<u32>,
+    pub alive: bool,
+    pub components: Vec<ComponentReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentReport {
+    pub kind: String,
+    pub listen: SocketAddr,
+    pub state: Option<ComponentState>,
+    pub child_pid: Option<u32>,
+    pub health: Health,
+}
+
+impl StackStatus {
+    pub fn healthy(&self) -> bool {
+        self.servers.iter().all(|s| s.alive && s.components.iter().all(|c| c.health.healthy))
+    }
+}
+
+/// The components a server of the design runs, with the port each listens on.
+pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, SocketAddr)> {
+    if server == DNS_PROCESS_NAME {
+        return vec![("dns", SocketAddr::new(design.dns.address, design.dns.port))];
+    }
+    let Some(s) = design.server(server) else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(w) = &s.web {
+        out.push(("web", SocketAddr::new(s.address, w.port)));
+    }
+    if let Some(a) = &s.app {
+        out.push(("app", SocketAddr::new(s.address, a.port)));
+    }
+    if let Some(d) = &s.database {
+        out.push(("database", SocketAddr::new(s.address, d.port)));
+    }
+    out
+}
+
+/// The process names of a design in start order: the name server first.
+pub fn process_names(design: &Design) -> Vec<String> {
+    std::iter::once(DNS_PROCESS_NAME.to_string()).chain(design.servers.iter().map(|s| s.name.clone())).collect()
+}
+
+pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord, state_dir: &std::path::Path) -> StackStatus {
+    let host = design.entry_point().map(|(h, _)| h).unwrap_or_else(|| design.fqdn("www"));
+    let mut servers = Vec::new();
+    for name in process_names(design) {
+        let pid = record.nodes.iter().find(|n| n.server == name).map(|n| n.pid);
+        let alive = pid.is_some_and(webstack_net::process::alive);
+        let node = read_status(&layout.node_status(&name)).filter(|s| Some(s.pid) == pid);
+        let mut components = Vec::new();
+        for (kind, listen) in expected_components(design, &name) {
+            let reported = node.as_ref().and_then(|n| n.components.iter().find(|c| c.kind == kind));
+            let health = if !alive {
+                Health { healthy: false, detail: "the server's process is not running".into() }
+            } else {
+                probe(design, kind, listen, &host, reported.map(|c| c.state)).await
+            };
+            components.push(ComponentReport {
+                kind: kind.to_string(),
+                listen,
+                state: reported.map(|c| c.state),
+                child_pid: reported.and_then(|c| c.child_pid),
+                health,
+            });
+        }
+        let address = if name == DNS_PROCESS_NAME { design.dns.address } else { design.server(&name).map(|s| s.address).unwrap_or(design.dns.address) };
+        servers.push(ServerStatus { name, address, pid, alive, components });
+    }
+    StackStatus {
+        stack: record.name.clone(),
+        design: record.design.clone(),
+        state_dir: state_dir.display().to_string(),
+        entry: design.entry_point(),
+        dns: SocketAddr::new(design.dns.address, design.dns.port),
+        servers,
+    }
+}
+
+async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, state: Option<ComponentState>) -> Health {
+    match kind {
+        "dns" => probe_dns(listen, host).await,
+        // A web server that answers at all is up; what it answers (a 502 when its app
+        // servers are down) is in the detail.
+        "web" => probe_http(listen, host, "/", 600).await,
+        "app" => match design.codebase {
+            Codebase::Builtin(_) => probe_http(listen, host, "/health", 300).await,
+            Codebase::Path { .. } => probe_http(listen, host, "/", 500).await,
+        },
+        "database" => {
+            let h = probe_mysql(listen).await;
+            match state {
+                Some(ComponentState::Ready) => h,
+                Some(other) if h.healthy => Health { healthy: false, detail: format!("answers, but the node reports it {other:?}") },
+                _ => h,
+            }
+        }
+        _ => Health { healthy: false, detail: format!("no probe for {kind}") },
+    }
+}
+
+/// The status as a table for people.
+pub fn render(status: &StackStatus) -> String {
+    let mut rows = vec![["SERVER".to_string(), "ADDRESS".into(), "PID".into(), "COMPONENT".into(), "LISTEN".into(), "HEALTH".into()]];
+    for s in &status.servers {
+        for (i, c) in s.components.iter().enumerate() {
+            let pid = match (i, s.pid, c.child_pid) {
+                (0, Some(p), Some(child)) => format!("{p} (+{child})"),
+                (0, Some(p), None) => p.to_string(),
+                (_, _, Some(child)) => format!("(+{child})"),
+                _ => String::new(),
+            };
+            let health = format!("{} {}", if c.health.healthy { "ok  " } else { "DOWN" }, c.health.detail);
+            rows.push([
+                if i == 0 { s.name.clone() } else { String::new() },
+                if i == 0 { s.address.to_string() } else { String::new() },
+                if s.alive || i > 0 { pid } else { "dead".into() },
+                c.kind.clone(),
+                c.listen.to_string(),
+                health,
+            ]);
+        }
+    }
+    table(&rows)
+}
+
+/// Left-aligned columns, two spaces apart.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,248 @@
+//! `webstack up`: starts one node process per server of a design, waits until every
+//! component answers its health probe, prints how to reach the site, and (in the
+//! foreground) stops the stack on Ctrl-C.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use webstack_node::{not_built_yet, StackLayout};
+use webstack_topology::Design;
+
+use crate::down::{any_alive, stop_stack};
+use crate::record::{NodeRecord, StackRecord};
+use crate::status::{collect, process_names, render};
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// A shipped design's name or a design file's path.
+    pub design: String,
+    pub subnet: Option<[u8; 3]>,
+    pub detach: bool,
+    /// How long to wait for every component to become healthy.
+    pub timeout: Duration,
+    pub state_dir: PathBuf,
+    /// The `webstack` binary that nodes run as.
+    pub exe: PathBuf,
+}
+
+pub async fn up(opts: UpOptions) -> Result<()> {
+    let loaded = crate::load_design(&opts.design, opts.subnet)?;
+    let design = loaded.design;
+    preflight(&design)?;
+    let layout = StackLayout::new(&opts.state_dir, &design.name);
+    clear_stale(&layout)?;
+    for dir in [layout.root().to_path_buf(), layout.logs_dir(), layout.secrets_dir()] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::secrets::ensure_password(&layout.database_password())?;
+
+    // Nodes get the design as the user named it: a shipped name, or the file's absolute
+    // path, so relative paths inside it keep working.
+    let design_arg = if std::path::Path::new(&opts.design).is_file() {
+        std::fs::canonicalize(&opts.design)?.display().to_string()
+    } else {
+        opts.design.clone()
+    };
+    let subnet = opts.subnet.map(|p| format!("{}.{}.{}", p[0], p[1], p[2]));
+    let mut record = StackRecord { name: design.name.clone(), design: design_arg, subnet, supervisor_pid: None, nodes: Vec::new() };
+    println!("Starting stack {} ({}) from {}", design.name, design.domain, loaded.label);
+    println!("State: {}", layout.root().display());
+
+    let mut children = Vec::new();
+    for server in process_names(&design) {
+        match spawn_node(&opts, &layout, &record, &server) {
+            Ok(child) => {
+                record.nodes.push(NodeRecord { server: server.clone(), pid: child.id() });
+                children.push(child);
+                record.write(&layout)?;
+            }
+            Err(e) => {
+                let _ = stop_stack(&layout, &record, false);
+                return Err(e);
+            }
+        }
+    }
+
+    if let Err(e) = wait_healthy(&design, &layout, &record, &opts, &mut children).await {
+        println!("Start-up failed; stopping the servers that did start (data and logs are kept).");
+        let _ = stop_stack(&layout, &record, false);
+        return Err(e);
+    }
+    let status = collect(&design, &layout, &record, &opts.state_dir).await;
+    println!();
+    print!("{}", render(&status));
+    println!();
+    print_try_commands(&design);
+
+    if opts.detach {
+        println!("\nThe stack runs in the background. `webstack status` shows it, `webstack down` stops it.");
+        return Ok(());
+    }
+    record.supervisor_pid = Some(std::process::id());
+    record.write(&layout)?;
+    println!("\nPress Ctrl-C to stop the stack.");
+    watch_foreground(&layout, &record, &mut children).await?;
+    Ok(())
+}
+
+/// Refuses designs this build or this machine cannot run, naming every reason.
+fn preflight(design: &Design) -> Result<()> {
+    let missing = not_built_yet(design);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|m| format!("  - {m}")).collect();
+        bail!(
+            "design {} needs components that this version of webstack does not build yet:\n{}\nThe design is valid (`webstack validate {}` checks it); `webstack up simple` runs today.",
+            design.name,
+            list.join("\n"),
+            design.name
+        );
+    }
+    let mut problems = Vec::new();
+    let mut addresses = vec![("the DNS server".to_string(), design.dns.address)];
+    addresses.extend(design.servers.iter().map(|s| (format!("server {}", s.name), s.address)));
+    for (what, ip) in addresses {
+        if !ip.is_loopback() {
+            problems.push(format!("{what} has address {ip}, which is not a loopback address; `webstack up` runs every server on this machine (use `webstack node` on real hosts)"));
+        }
+    }
+    // SAFETY: geteuid(2) cannot fail and has no effects.
+    if unsafe { libc::geteuid() } != 0 {
+        let mut ports = vec![("dns.port".to_string(), design.dns.port)];
+        for s in &design.servers {
+            ports.extend(s.web.as_ref().map(|w| (format!("servers.{}.web.port", s.name), w.port)));
+            ports.extend(s.app.as_ref().map(|a| (format!("servers.{}.app.port", s.name), a.port)));
+            ports.extend(s.database.as_ref().map(|d| (format!("servers.{}.database.port", s.name), d.port)));
+        }
+        for (key, port) in ports {
+            if port < 1024 {
+                problems.push(format!("{key} = {port} needs root; choose a port from 1024 up (the shipped designs use 5353, 8080, 8000, 3306)"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("design {} cannot run on this machine:\n  - {}", design.name, problems.join("\n  - "));
+    }
+    Ok(())
+}
+
+/// A second `up` of a running stack is refused; the record of a stack whose processes are
+/// all gone (a crash, a reboot) is cleaned up.
+fn clear_stale(layout: &StackLayout) -> Result<()> {
+    let Some(record) = StackRecord::read(layout)? else { return Ok(()) };
+    if any_alive(layout, &record) {
+        let pids: Vec<String> = record.nodes.iter().map(|n| format!("{} pid {}", n.server, n.pid)).collect();
+        bail!("stack {} is already running ({}); `webstack status --stack {}` shows it, `webstack down --stack {}` stops it", record.name, pids.join(", "), record.name, record.name);
+    }
+    println!("Cleaning up after a previous run of stack {} that did not stop cleanly.", record.name);
+    stop_stack(layout, &record, false)?;
+    Ok(())
+}
+
+fn spawn_node(opts: &UpOptions, layout: &StackLayout, record: &StackRecord, server: &str) -> Result<Child> {
+    let log_path = layout.node_log(server);
+    let log = OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("node").arg("--state-dir").arg(&opts.state_dir).arg("--design").arg(&record.design);
+    if let Some(subnet) = &record.subnet {
+        cmd.arg("--subnet").arg(subnet);
+    }
+    cmd.arg(server)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: Ctrl-C in the terminal reaches `up`, which stops the
+        // nodes in order, and a detached stack outlives the terminal.
+        .process_group(0);
+    cmd.spawn().with_context(|| format!("cannot start {} node {server}", opts.exe.display()))
+}
+
+async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecord, opts: &UpOptions, children: &mut [Child]) -> Result<()> {
+    let started = Instant::now();
+    let deadline = started + opts.timeout;
+    let mut announced = BTreeSet::new();
+    loop {
+        for (child, node) in children.iter_mut().zip(&record.nodes) {
+            if let Ok(Some(exit)) = child.try_wait() {
+                bail!("server {} stopped during start-up ({exit}). The end of its log ({}):\n{}", node.server, layout.node_log(&node.server).display(), log_tail(&layout.node_log(&node.server), 15));
+            }
+        }
+        let status = collect(design, layout, record, &opts.state_dir).await;
+        for s in &status.servers {
+            for c in &s.components {
+                if c.health.healthy && announced.insert((s.name.clone(), c.kind.clone())) {
+                    println!("  {:<10} {:<9} ready after {:.1}s  ({})", s.name, c.kind, started.elapsed().as_secs_f64(), c.health.detail);
+                }
+            }
+        }
+        if status.healthy() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let waiting: Vec<String> = status
+                .servers
+                .iter()
+                .flat_map(|s| s.components.iter().filter(|c| !c.health.healthy).map(move |c| format!("  - {} {}: {}", s.name, c.kind, c.health.detail)))
+                .collect();
+            bail!("not every component was healthy within {:?}:\n{}\nLogs: {}", opts.timeout, waiting.join("\n"), layout.logs_dir().display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn print_try_commands(design: &Design) {
+    let Some((host, addr)) = design.entry_point() else { return };
+    let (ip, port) = (addr.ip(), addr.port());
+    println!("Try it:");
+    println!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/");
+    println!("  curl --resolve {host}:{port}:{ip} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' http://{host}:{port}/api/messages");
+    println!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/api/messages");
+    println!("  dig @{} -p {} {host}", design.dns.address, design.dns.port);
+}
+
+/// Waits for Ctrl-C or SIGTERM, reporting servers that die meanwhile (a `webstack kill`
+/// is a fault people inject on purpose), then stops the stack.
+async fn watch_foreground(layout: &StackLayout, record: &StackRecord, children: &mut [Child]) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut reported = BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                for (child, node) in children.iter_mut().zip(&record.nodes) {
+                    if let Ok(Some(exit)) = child.try_wait() {
+                        if reported.insert(node.server.clone()) {
+                            println!("server {} (pid {}) stopped: {exit}", node.server, node.pid);
+                        }
+                    }
+                }
+                if reported.len() == record.nodes.len() {
+                    println!("Every server has stopped.");
+                    break;
+                }
+            }
+        }
+    }
+    println!("Stopping stack {}...", record.name);
+    let report = tokio::task::spawn_blocking({
+        let (layout, record) = (layout.clone(), record.clone());
+        move || stop_stack(&layout, &record, false)
+    })
+    .await??;
+    for c in children.iter_mut() {
+        let _ = c.try_wait();
+    }
+    println!("Stopped {} server(s){}.", report.stopped.len() + report.killed.len(), if report.killed.is_empty() { String::new() } else { format!("; killed after the grace period: {}", report.killed.join(", ")) });
+    Ok(())
+}
