@@ -108,9 +108,8 @@ pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord
 async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, state: Option<ComponentState>) -> Health {
     match kind {
         "dns" => probe_dns(listen, host).await,
-        // A web server that answers at all is up; what it answers (a 502 when its app
-        // servers are down) is in the detail.
-        "web" => probe_http(listen, host, "/", 600).await,
+        // The web server's own health path: its app servers have a probe of their own.
+        "web" => probe_http(listen, host, webstack_web::HEALTH_PATH, 300).await,
         "app" => match design.codebase {
             Codebase::Builtin(_) => probe_http(listen, host, "/health", 300).await,
             Codebase::Path { .. } => probe_http(listen, host, "/", 500).await,

@@ -2,3 +2,6 @@
 //! the real `webstack` binary that is stopped (by pid) when the test ends, pass or fail.
 
 pub mod http;
+pub mod stack;
+
+pub use stack::{alive, eventually, listening_sockets_on, unique_subnet, Stack};

@@ -54,7 +54,13 @@ pub enum WebError {
     AccessLog { path: PathBuf, source: std::io::Error },
 }
 
+/// Answered by the web server itself, never proxied: its own health, for probes and load
+/// balancers (like a `location = /health { return 200; }` in nginx). Dotted folders are
+/// never served from the root, so no file can shadow it.
+pub const HEALTH_PATH: &str = "/.webstack/health";
+
 struct WebServer {
+    server_name: String,
     files: StaticFiles,
     proxy: proxy::Proxy,
     log: access_log::AccessLog,
@@ -66,7 +72,7 @@ pub async fn run(config: WebConfig, listener: Listener, shutdown: CancellationTo
     let log = access_log::AccessLog::open(config.access_log.as_deref())
         .map_err(|source| WebError::AccessLog { path: config.access_log.clone().unwrap_or_default(), source })?;
     let proxy = proxy::Proxy::new(&config.server_name, config.local_address, config.upstreams.clone(), config.proxy.clone());
-    let server = Arc::new(WebServer { files, proxy, log });
+    let server = Arc::new(WebServer { server_name: config.server_name.clone(), files, proxy, log });
     serve(listener, config.limits.clone(), shutdown, move |req, peer| {
         let server = server.clone();
         async move { server.handle(req, peer).await }
@@ -85,10 +91,14 @@ impl WebServer {
         let referer = header_text(req.headers().get(REFERER));
         let user_agent = header_text(req.headers().get(USER_AGENT));
 
-        let mut resp = match self.files.lookup(req.uri().path()) {
+        let mut resp = if req.uri().path() == HEALTH_PATH {
+            text(StatusCode::OK, format!("ok: web server on {}", self.server_name))
+        } else {
+            match self.files.lookup(req.uri().path()) {
             Lookup::Rejected(PathRejection::Unsafe(why)) => text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}")),
             Lookup::File(file) => self.files.respond(&file, req.method(), req.headers()).await,
             Lookup::NotFound => self.proxy.forward(req, peer, &request_id).await,
+            }
         };
         resp.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("request ids are checked"));
         self.log.write(&access_log::Entry {

@@ -255,3 +255,12 @@ fn access_log_is_combined_format() {
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
     assert!(line.contains("] \"GET /hello.txt HTTP/1.1\" 200 13 \"http://x/\" \"curl/8.0\" \"rid-1\" "), "{line}");
 }
+
+#[test]
+fn health_path_is_answered_by_the_web_server_itself() {
+    let site = Site::new();
+    let web = start_web(&site.root(), vec![], None, ProxySettings::default());
+    let r = get(web.addr, "h", HEALTH_PATH);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok: web server on web-test\n");
+}
