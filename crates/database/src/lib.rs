@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub enum DatabaseError {
     #[error("no MySQL-compatible server found: install MariaDB (Debian/Ubuntu: apt-get install mariadb-server-core mariadb-client-core; Fedora: dnf install mariadb-server; macOS: brew install mariadb), or set WEBSTACK_MARIADBD to a mariadbd binary")]
     NoEngine,
-    #[error("could not obtain MariaDB: {0}")]
+    #[error("could not obtain MariaDB without root: {0}\nInstall it instead: apt-get install mariadb-server-core mariadb-client-core (as root)")]
     Obtain(String),
     #[error("the database socket path {path} is too long for a Unix socket; use a shorter WEBSTACK_STATE_DIR")]
     PathTooLong { path: PathBuf },

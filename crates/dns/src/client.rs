@@ -39,9 +39,12 @@ pub async fn query(server: SocketAddr, name: &str, rtype: RecordType, transport:
             Transport::Udp => {
                 let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0".parse().unwrap() } else { "[::1]:0".parse().unwrap() };
                 let socket = UdpSocket::bind(bind).await?;
-                socket.send_to(&bytes, server).await?;
+                // Connected, so a closed port is reported at once (ICMP port unreachable)
+                // instead of waiting out the timeout, and only the server's answer is read.
+                socket.connect(server).await?;
+                socket.send(&bytes).await?;
                 let mut buf = vec![0u8; 4096];
-                let (n, _) = socket.recv_from(&mut buf).await?;
+                let n = socket.recv(&mut buf).await?;
                 buf.truncate(n);
                 Ok::<_, std::io::Error>(buf)
             }

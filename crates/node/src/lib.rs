@@ -71,8 +71,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     // server and a live database is harder to reason about than a dead server.
     let mut failure = None;
     tokio::select! {
+        biased;
         _ = shutdown.cancelled() => {}
-        Some(joined) = tasks.join_next() => {
+        Some(joined) = tasks.join_next(), if !shutdown.is_cancelled() => {
             failure = Some(match joined {
                 Ok(Ok(())) => anyhow::anyhow!("a component stopped by itself"),
                 Ok(Err(e)) => e,

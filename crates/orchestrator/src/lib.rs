@@ -21,7 +21,7 @@ use webstack_topology::LoadedDesign;
 pub use down::{stop_stack, DownReport};
 pub use health::Health;
 pub use logs::show as show_logs;
-pub use record::{recorded_stacks, select_stack, NodeRecord, StackRecord};
+pub use record::{recorded_stacks, select_stack, select_stack_logs, NodeRecord, StackRecord};
 pub use status::{collect as collect_status, process_names, render as render_status, table, StackStatus};
 pub use up::{up, UpOptions};
 

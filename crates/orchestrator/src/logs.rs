@@ -6,7 +6,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use webstack_node::StackLayout;
 
-pub fn show(layout: &StackLayout, server: &str, known: &[String], follow: bool, out: &mut dyn Write) -> Result<()> {
+pub fn show(layout: &StackLayout, server: &str, follow: bool, out: &mut dyn Write) -> Result<()> {
+    let mut known: Vec<String> = std::fs::read_dir(layout.logs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log").map(str::to_string))
+        .collect();
+    known.sort();
     if !known.iter().any(|k| k == server) {
         bail!("the stack has no server {server:?} (servers: {})", known.join(", "));
     }

@@ -76,3 +76,24 @@ pub fn select_stack(state_dir: &Path, name: Option<&str>) -> Result<(StackLayout
         None => bail!("no stack named {name:?} is running (state directory {})", state_dir.display()),
     }
 }
+
+/// The stack a `logs` command is about: like `select_stack`, but a stopped stack counts
+/// too, since its logs stay until `down --purge`.
+pub fn select_stack_logs(state_dir: &Path, name: Option<&str>) -> Result<StackLayout> {
+    if let Ok((layout, _)) = select_stack(state_dir, name) {
+        return Ok(layout);
+    }
+    let with_logs: Vec<String> = std::fs::read_dir(state_dir.join("stacks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("logs").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| name.is_none_or(|wanted| wanted == n))
+        .collect();
+    match with_logs.as_slice() {
+        [one] => Ok(StackLayout::new(state_dir, one)),
+        [] => bail!("no stack has logs in {}", state_dir.display()),
+        many => bail!("several stacks have logs ({}); name one with --stack NAME", many.join(", ")),
+    }
+}

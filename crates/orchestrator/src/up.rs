@@ -165,6 +165,7 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut announced = BTreeSet::new();
+    let mut logs = LogFollower::from_end(record.nodes.iter().map(|n| layout.node_log(&n.server)));
     loop {
         for (child, node) in children.iter_mut().zip(&record.nodes) {
             if let Ok(Some(exit)) = child.try_wait() {
@@ -172,6 +173,11 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
             }
         }
         let status = collect(design, layout, record, &opts.state_dir).await;
+        for node in &record.nodes {
+            for line in logs.new_lines(&layout.node_log(&node.server)) {
+                println!("  {:<10} | {line}", node.server);
+            }
+        }
         for s in &status.servers {
             for c in &s.components {
                 if c.health.healthy && announced.insert((s.name.clone(), c.kind.clone())) {
@@ -191,6 +197,32 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
             bail!("not every component was healthy within {:?}:\n{}\nLogs: {}", opts.timeout, waiting.join("\n"), layout.logs_dir().display());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Shows what nodes write while they start (first-start initialisation, a MariaDB
+/// download), the way `docker compose up` shows its services' output.
+struct LogFollower {
+    offsets: std::collections::HashMap<PathBuf, usize>,
+}
+
+impl LogFollower {
+    /// Follows logs from where they end now: what earlier runs wrote is not news.
+    /// (Nodes start writing only after they have been spawned, which is after the record
+    /// `wait_healthy` reads, so a line or two of a fast node may already be skipped; the
+    /// whole log is always in `webstack logs`.)
+    fn from_end(paths: impl Iterator<Item = PathBuf>) -> LogFollower {
+        LogFollower { offsets: paths.map(|p| (p.clone(), std::fs::metadata(&p).map(|m| m.len() as usize).unwrap_or(0))).collect() }
+    }
+
+    fn new_lines(&mut self, path: &std::path::Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let offset = self.offsets.entry(path.to_path_buf()).or_insert(0);
+        let Some(fresh) = text.get(*offset..) else { return Vec::new() };
+        // Only whole lines: a line still being written is shown next time.
+        let complete = fresh.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        *offset += complete;
+        fresh[..complete].lines().map(str::to_string).collect()
     }
 }
 

@@ -17,6 +17,10 @@ use webstack_orchestrator as orchestrator;
 /// Exit codes: 0 success, 1 a failure while running, 2 a bad design or bad arguments
 /// (clap also exits with 2 for unknown flags).
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`webstack status | head`) instead of panicking on a failed print.
+    // SAFETY: restoring the default action of a signal before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
@@ -63,9 +67,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Commands::Logs { server, stack, follow } => {
-            let (layout, record) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
-            let known: Vec<String> = record.nodes.iter().map(|n| n.server.clone()).collect();
-            tokio::task::spawn_blocking(move || orchestrator::show_logs(&layout, &server, &known, follow, &mut std::io::stdout())).await?
+            let layout = orchestrator::select_stack_logs(&state_dir, stack.as_deref())?;
+            tokio::task::spawn_blocking(move || orchestrator::show_logs(&layout, &server, follow, &mut std::io::stdout())).await?
         }
         Commands::Validate { design } => {
             let loaded = orchestrator::load_design(&design, None)?;
