@@ -24,6 +24,15 @@ pub enum EngineOrigin {
     Cache,
 }
 
+/// Where downloads kept across stacks go (a MariaDB obtained without root):
+/// `$XDG_CACHE_HOME/webstack`, else `~/.cache/webstack`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("webstack");
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp")).join(".cache/webstack")
+}
+
 /// The packages that hold the server and its install script on Debian and Ubuntu.
 const PACKAGES: &[&str] = &["mariadb-server-core", "mariadb-client-core"];
 
@@ -69,6 +78,15 @@ impl Engine {
         if which("apt-get").is_none() || which("dpkg-deb").is_none() {
             return Err(DatabaseError::NoEngine);
         }
+        // Several nodes (or tests) may get here at once: one downloads, the others wait
+        // on the lock and then find what it unpacked.
+        std::fs::create_dir_all(cache_dir).map_err(|e| DatabaseError::Obtain(format!("cannot create {}: {e}", cache_dir.display())))?;
+        let lock = std::fs::File::create(cache_dir.join("mariadb.lock")).map_err(|e| DatabaseError::Obtain(e.to_string()))?;
+        // SAFETY: flock(2) on a file descriptor we own; released when `lock` is dropped.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        if let Some(engine) = Engine::find(cache_dir) {
+            return Ok(engine);
+        }
         progress("MariaDB is not installed: downloading Debian's packages into webstack's cache (no root needed)");
         obtain_debian(cache_dir, progress)?;
         Engine::find(cache_dir).ok_or(DatabaseError::NoEngine)
@@ -110,6 +128,8 @@ fn which(name: &str) -> Option<PathBuf> {
 fn obtain_debian(cache_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), DatabaseError> {
     let work = cache_dir.join("mariadb/debs");
     let root = cache_dir.join("mariadb/root");
+    // Start from nothing: a download cut short must not leave a half-unpacked engine.
+    let _ = std::fs::remove_dir_all(cache_dir.join("mariadb"));
     std::fs::create_dir_all(&work).map_err(|e| DatabaseError::Obtain(format!("cannot create {}: {e}", work.display())))?;
     let mut wanted: Vec<String> = PACKAGES.iter().map(|s| s.to_string()).collect();
     let deps = run(Command::new("apt-cache").args(["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends"]).args(PACKAGES))?;

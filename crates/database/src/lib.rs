@@ -9,7 +9,7 @@
 mod engine;
 mod instance;
 
-pub use engine::{Engine, EngineOrigin};
+pub use engine::{default_cache_dir, Engine, EngineOrigin};
 pub use instance::{render_config, run, DatabaseConfig, DatabaseEvents};
 
 use std::path::PathBuf;

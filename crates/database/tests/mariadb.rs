@@ -33,7 +33,8 @@ async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
         server_name: "db-test".into(),
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
         dir: dir.path().join("database"),
-        cache_dir: dir.path().join("cache"),
+        // The shared cache, so a machine without MariaDB downloads it once for all tests.
+        cache_dir: default_cache_dir(),
         app_user: "foobar".into(),
         app_password: "s3cret'quote".into(),
         app_database: "foobar".into(),

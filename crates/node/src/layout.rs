@@ -65,15 +65,6 @@ pub fn default_state_dir() -> PathBuf {
     home().join(".local/state/webstack")
 }
 
-/// Where downloads kept across stacks go (a MariaDB obtained without root):
-/// `$XDG_CACHE_HOME/webstack`, else `~/.cache/webstack`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("webstack");
-    }
-    home().join(".cache/webstack")
-}
-
 fn home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"))
 }

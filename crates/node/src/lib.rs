@@ -18,7 +18,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use webstack_topology::{Codebase, Design, Server, Storage, DNS_PROCESS_NAME};
 
-pub use layout::{default_cache_dir, default_state_dir, StackLayout};
+pub use layout::{default_state_dir, StackLayout};
+pub use webstack_database::default_cache_dir;
 pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
 pub use support::{not_built_yet, NotBuilt};
 
