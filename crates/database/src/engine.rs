@@ -127,8 +127,9 @@ fn which(name: &str) -> Option<PathBuf> {
 /// and unpacks them under `cache/mariadb/root`.
 fn obtain_debian(cache_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), DatabaseError> {
     let work = cache_dir.join("mariadb/debs");
-    let root = cache_dir.join("mariadb/root");
-    // Start from nothing: a download cut short must not leave a half-unpacked engine.
+    // Unpacked aside and renamed into place, so a download cut short never leaves a
+    // half-unpacked engine where `find` looks.
+    let root = cache_dir.join("mariadb/root.partial");
     let _ = std::fs::remove_dir_all(cache_dir.join("mariadb"));
     std::fs::create_dir_all(&work).map_err(|e| DatabaseError::Obtain(format!("cannot create {}: {e}", work.display())))?;
     let mut wanted: Vec<String> = PACKAGES.iter().map(|s| s.to_string()).collect();
@@ -150,7 +151,9 @@ fn obtain_debian(cache_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(),
         progress(&format!("unpacking {}", deb.file_name().to_string_lossy()));
         run(Command::new("dpkg-deb").arg("-x").arg(deb.path()).arg(&root))?;
     }
-    progress(&format!("MariaDB unpacked into {}", root.display()));
+    let done = cache_dir.join("mariadb/root");
+    std::fs::rename(&root, &done).map_err(|e| DatabaseError::Obtain(format!("cannot move {} into place: {e}", root.display())))?;
+    progress(&format!("MariaDB unpacked into {}", done.display()));
     Ok(())
 }
 
