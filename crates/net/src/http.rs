@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -105,4 +107,58 @@ where
     }
     drop(listener);
     let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
+}
+
+/// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+
+/// The request headers a proxy (web server or load balancer) forwards: hop-by-hop ones removed, X-Forwarded-* and
+/// X-Request-Id set.
+pub fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, request_id: &str) -> HeaderMap {
+    let mut headers = incoming.clone();
+    remove_hop_by_hop(&mut headers);
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    headers.insert(xff, HeaderValue::from_str(&chain).expect("addresses are valid header text"));
+    let proto = HeaderName::from_static("x-forwarded-proto");
+    if !headers.contains_key(&proto) {
+        headers.insert(proto, HeaderValue::from_static("http"));
+    }
+    if let Some(host) = incoming.get(header::HOST).cloned() {
+        headers.entry(HeaderName::from_static("x-forwarded-host")).or_insert(host);
+    }
+    headers.insert(HeaderName::from_static("x-request-id"), HeaderValue::from_str(request_id).expect("request ids are checked"));
+    headers
+}
+
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
+        headers.remove(name);
+    }
+}
+
+
+/// Keeps a client's or load balancer's request id when it is sane (1 to 128 visible ASCII
+/// characters), otherwise makes a new one, so one id follows a request through every tier.
+pub fn request_id(incoming: Option<&HeaderValue>) -> String {
+    if let Some(id) = incoming.and_then(|v| v.to_str().ok()) {
+        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+            return id.to_string();
+        }
+    }
+    // RandomState is seeded from the OS once per thread and then varies per instance:
+    // unpredictable enough for tracing ids, which are not secrets.
+    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(a);
+    format!("{:016x}{:016x}", a, h.finish())
 }

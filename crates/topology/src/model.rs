@@ -104,10 +104,63 @@ impl std::fmt::Display for ComponentKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadBalancer {
     pub port: u16,
+    pub mode: LbMode,
     pub algorithm: Algorithm,
-    /// Servers whose web component receives the traffic.
-    pub backends: Vec<String>,
+    /// Servers whose web component receives the traffic, in the order given.
+    pub backends: Vec<LbBackend>,
+    /// Concurrent requests per backend; `None` is no limit.
+    pub maxconn: Option<u32>,
+    pub retries: u32,
+    pub when_all_down: WhenAllDown,
+    pub proxy_protocol: bool,
+    pub stats_port: u16,
+    pub health_check: HealthCheck,
+    pub timeouts: LbTimeouts,
     pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbBackend {
+    pub server: String,
+    pub weight: u32,
+    pub backup: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbMode {
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAllDown {
+    ServiceUnavailable,
+    FailOpen,
+}
+
+/// Active health checks, HAProxy's `check inter … rise … fall …`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    /// Consecutive passed checks that bring a down backend up.
+    pub rise: u32,
+    /// Consecutive failed checks that take an up backend down.
+    pub fall: u32,
+    /// HTTP path checked in http mode; tcp mode checks that a connection opens.
+    pub path: String,
+    pub expect_status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbTimeouts {
+    pub connect: std::time::Duration,
+    /// Until a backend's response head arrives.
+    pub server: std::time::Duration,
+    /// Until a client's request head arrives.
+    pub client: std::time::Duration,
+    /// How long a request may wait for a backend below its maxconn.
+    pub queue: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

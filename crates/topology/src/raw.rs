@@ -70,10 +70,50 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawLoadBalancer {
     pub port: Option<Spanned<u16>>,
+    /// `http` (layer 7, the default) or `tcp` (layer 4).
+    pub mode: Option<Spanned<String>>,
     pub algorithm: Option<Spanned<String>>,
     #[serde(default)]
     pub backends: Vec<Spanned<String>>,
+    /// Backend name to weight (default 1 each).
+    #[serde(default)]
+    pub weights: BTreeMap<Spanned<String>, Spanned<u32>>,
+    /// Backends used only while every other backend is down.
+    #[serde(default)]
+    pub backup: Vec<Spanned<String>>,
+    /// Concurrent requests per backend; more wait in a queue. 0 or absent: no limit.
+    pub maxconn: Option<u32>,
+    /// How many times a request that could not reach a backend is tried again.
+    pub retries: Option<u32>,
+    /// `503` (the default) or `fail_open` (use every backend as if it were up).
+    pub when_all_down: Option<Spanned<String>>,
+    /// Sends a PROXY protocol v2 header to backends (tcp mode).
+    pub proxy_protocol: Option<Spanned<bool>>,
+    /// The stats page, Prometheus metrics and runtime admin commands.
+    pub stats_port: Option<Spanned<u16>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub timeouts: Option<RawLbTimeouts>,
     pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub interval_ms: Option<Spanned<u64>>,
+    pub timeout_ms: Option<Spanned<u64>>,
+    pub rise: Option<Spanned<u32>>,
+    pub fall: Option<Spanned<u32>>,
+    pub path: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLbTimeouts {
+    pub connect_ms: Option<u64>,
+    pub server_ms: Option<u64>,
+    pub client_ms: Option<u64>,
+    pub queue_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

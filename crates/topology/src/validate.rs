@@ -27,6 +27,12 @@ pub const DEFAULT_TLS_PORT: u16 = 443;
 pub const DEFAULT_APP_PORT: u16 = 8000;
 pub const DEFAULT_DATABASE_PORT: u16 = 3306;
 pub const DEFAULT_MONITORING_PORT: u16 = 9100;
+/// HAProxy's customary stats port.
+pub const DEFAULT_STATS_PORT: u16 = 8404;
+
+/// What a load balancer asks a backend's web server by default: its own health path,
+/// answered without touching the app servers behind it.
+pub const DEFAULT_CHECK_PATH: &str = "/.webstack/health";
 
 /// The process name the DNS server runs under, so no server may take it.
 pub const DNS_PROCESS_NAME: &str = "dns";
@@ -348,12 +354,90 @@ impl Validator<'_> {
                 self.problem(lspan.clone(), format!("{key}.backends"), "the load balancer has no backends",
                     Some("list the servers whose web servers take the traffic: backends = [\"web1\", \"web2\"]".into()));
             }
-            let backends = self.references(&lb.backends, &format!("{key}.backends"), facts, |f| f.has_web, "runs no web server to balance to");
+            let names = self.references(&lb.backends, &format!("{key}.backends"), facts, |f| f.has_web, "runs no web server to balance to");
+            for (name, _) in &lb.weights {
+                if !names.contains(name.get_ref()) && lb.backends.iter().all(|b| b.get_ref() != name.get_ref()) {
+                    self.problem(name.span(), format!("{key}.weights"), format!("{:?} is not one of the backends", name.get_ref()),
+                        Some("give weights only to servers listed in backends".into()));
+                }
+            }
+            for b in &lb.backup {
+                if lb.backends.iter().all(|x| x.get_ref() != b.get_ref()) {
+                    self.problem(b.span(), format!("{key}.backup"), format!("{:?} is not one of the backends", b.get_ref()),
+                        Some("list backup servers in backends too, then name them in backup".into()));
+                }
+            }
+            let backends = names
+                .iter()
+                .map(|server| LbBackend {
+                    server: server.clone(),
+                    weight: lb.weights.iter().find(|(k, _)| k.get_ref() == server).map(|(_, w)| *w.get_ref()).unwrap_or(1),
+                    backup: lb.backup.iter().any(|b| b.get_ref() == server),
+                })
+                .collect();
+            for (name, w) in &lb.weights {
+                if *w.get_ref() == 0 || *w.get_ref() > 256 {
+                    self.problem(w.span(), format!("{key}.weights.{}", name.get_ref()), format!("weight {} is out of range", w.get_ref()),
+                        Some("weights go from 1 to 256, as in HAProxy; to take a backend out, use `webstack lb set SERVER maint`".into()));
+                }
+            }
+            let mode = match lb.mode.as_ref().map(|m| m.get_ref().as_str()) {
+                None | Some("http") => LbMode::Http,
+                Some("tcp") => LbMode::Tcp,
+                Some(other) => {
+                    let m = lb.mode.as_ref().unwrap();
+                    self.problem(m.span(), format!("{key}.mode"), format!("unknown mode {other:?}"),
+                        Some("mode is \"http\" (layer 7) or \"tcp\" (layer 4)".into()));
+                    LbMode::Http
+                }
+            };
+            let when_all_down = match lb.when_all_down.as_ref().map(|m| m.get_ref().as_str()) {
+                None | Some("503") => WhenAllDown::ServiceUnavailable,
+                Some("fail_open") => WhenAllDown::FailOpen,
+                Some(other) => {
+                    let m = lb.when_all_down.as_ref().unwrap();
+                    self.problem(m.span(), format!("{key}.when_all_down"), format!("unknown policy {other:?}"),
+                        Some("when_all_down is \"503\" (refuse) or \"fail_open\" (try every backend anyway)".into()));
+                    WhenAllDown::ServiceUnavailable
+                }
+            };
+            let proxy_protocol = match &lb.proxy_protocol {
+                Some(p) if *p.get_ref() && mode == LbMode::Http => {
+                    self.problem(p.span(), format!("{key}.proxy_protocol"), "the PROXY protocol is for tcp mode; http mode sends X-Forwarded-For",
+                        Some("set mode = \"tcp\", or remove proxy_protocol".into()));
+                    false
+                }
+                Some(p) => *p.get_ref(),
+                None => false,
+            };
+            if lb.stats_port.is_some() {
+                take_port(&lb.stats_port, format!("{key}.stats_port"), &lspan);
+            } else {
+                take_port(&None, format!("{key}.stats_port"), &lspan);
+            }
+            let stats_port = self.port(lb.stats_port, &format!("{key}.stats_port"), DEFAULT_STATS_PORT);
+            let health_check = self.health_check(lb.health_check, &key);
+            let t = lb.timeouts.unwrap_or(RawLbTimeouts { connect_ms: None, server_ms: None, client_ms: None, queue_ms: None });
+            let ms = |v: Option<u64>, d: u64| std::time::Duration::from_millis(v.filter(|v| *v > 0).unwrap_or(d));
+            let timeouts = LbTimeouts { connect: ms(t.connect_ms, 5_000), server: ms(t.server_ms, 30_000), client: ms(t.client_ms, 30_000), queue: ms(t.queue_ms, 5_000) };
             let tls = lb.tls.map(|t| {
                 take_port(&t.get_ref().port, format!("{key}.tls.port"), &t.span());
                 Tls { port: self.port(t.into_inner().port, &format!("{key}.tls.port"), DEFAULT_TLS_PORT) }
             });
-            LoadBalancer { port: self.port(lb.port, &format!("{key}.port"), DEFAULT_HTTP_PORT), algorithm, backends, tls }
+            LoadBalancer {
+                port: self.port(lb.port, &format!("{key}.port"), DEFAULT_HTTP_PORT),
+                mode,
+                algorithm,
+                backends,
+                maxconn: lb.maxconn.filter(|m| *m > 0),
+                retries: lb.retries.unwrap_or(3),
+                when_all_down,
+                proxy_protocol,
+                stats_port,
+                health_check,
+                timeouts,
+                tls,
+            }
         });
 
         let web = raw.web.map(|w| {
@@ -486,7 +570,7 @@ impl Validator<'_> {
 
         // Ports: two listeners of one server cannot share a port. A port left out takes
         // its default, which is what the clash check must compare.
-        let defaults = [("load_balancer.port", DEFAULT_HTTP_PORT), ("load_balancer.tls.port", DEFAULT_TLS_PORT),
+        let defaults = [("load_balancer.port", DEFAULT_HTTP_PORT), ("load_balancer.tls.port", DEFAULT_TLS_PORT), ("load_balancer.stats_port", DEFAULT_STATS_PORT),
             ("web.port", DEFAULT_HTTP_PORT), ("web.tls.port", DEFAULT_TLS_PORT), ("app.port", DEFAULT_APP_PORT),
             ("database.port", DEFAULT_DATABASE_PORT), ("monitoring.port", DEFAULT_MONITORING_PORT)];
         let mut by_port: HashMap<u16, String> = HashMap::new();
@@ -514,6 +598,59 @@ impl Validator<'_> {
             firewall,
             monitoring,
         })
+    }
+
+    fn health_check(&mut self, raw: Option<Spanned<RawHealthCheck>>, lb_key: &str) -> HealthCheck {
+        let key = format!("{lb_key}.health_check");
+        let raw = raw.map(|r| r.into_inner()).unwrap_or(RawHealthCheck { interval_ms: None, timeout_ms: None, rise: None, fall: None, path: None, expect_status: None });
+        let mut positive = |v: &Option<Spanned<u64>>, name: &str, default: u64| -> u64 {
+            match v {
+                Some(x) if *x.get_ref() == 0 => {
+                    self.problem(x.span(), format!("{key}.{name}"), format!("{name} must be above 0"), Some(format!("the default is {default}")));
+                    default
+                }
+                Some(x) => *x.get_ref(),
+                None => default,
+            }
+        };
+        let interval = positive(&raw.interval_ms, "interval_ms", 2000);
+        let timeout = positive(&raw.timeout_ms, "timeout_ms", interval.min(1000));
+        let mut count = |v: &Option<Spanned<u32>>, name: &str, default: u32| -> u32 {
+            match v {
+                Some(x) if *x.get_ref() == 0 => {
+                    self.problem(x.span(), format!("{key}.{name}"), format!("{name} must be at least 1"), Some(format!("the default is {default}")));
+                    default
+                }
+                Some(x) => *x.get_ref(),
+                None => default,
+            }
+        };
+        let rise = count(&raw.rise, "rise", 2);
+        let fall = count(&raw.fall, "fall", 3);
+        let path = match raw.path {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                self.problem(p.span(), format!("{key}.path"), format!("{:?} is not an absolute path", p.get_ref()), Some("start the path with '/'".into()));
+                DEFAULT_CHECK_PATH.to_string()
+            }
+            Some(p) => p.into_inner(),
+            None => DEFAULT_CHECK_PATH.to_string(),
+        };
+        let expect_status = match raw.expect_status {
+            Some(s) if !(100..=599).contains(s.get_ref()) => {
+                self.problem(s.span(), format!("{key}.expect_status"), format!("{} is not an HTTP status", s.get_ref()), Some("use a status from 100 to 599".into()));
+                200
+            }
+            Some(s) => s.into_inner(),
+            None => 200,
+        };
+        HealthCheck {
+            interval: std::time::Duration::from_millis(interval),
+            timeout: std::time::Duration::from_millis(timeout),
+            rise,
+            fall,
+            path,
+            expect_status,
+        }
     }
 
     /// Checks a list of server names, each of which must run a given component.

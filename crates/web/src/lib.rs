@@ -13,7 +13,6 @@ mod static_files;
 #[cfg(test)]
 mod tests;
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, REFERER, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{serve, text, Body, HttpLimits};
+use webstack_net::http::{request_id, serve, text, Body, HttpLimits};
 use webstack_net::Listener;
 
 pub use access_log::clf_time;
@@ -119,20 +118,4 @@ impl WebServer {
 
 fn header_text(v: Option<&HeaderValue>) -> String {
     v.and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-}
-
-/// Keeps a client's or load balancer's request id when it is sane (1 to 128 visible ASCII
-/// characters), otherwise makes a new one, so one id follows a request through every tier.
-pub fn request_id(incoming: Option<&HeaderValue>) -> String {
-    if let Some(id) = incoming.and_then(|v| v.to_str().ok()) {
-        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-            return id.to_string();
-        }
-    }
-    // RandomState is seeded from the OS once per thread and then varies per instance:
-    // unpredictable enough for tracing ids, which are not secrets.
-    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(a);
-    format!("{:016x}{:016x}", a, h.finish())
 }

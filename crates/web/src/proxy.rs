@@ -8,12 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use webstack_net::http::{text, Body};
+use webstack_net::http::{forwarded_headers, remove_hop_by_hop, text, Body};
 
 /// Timeouts and limits of the proxy. The defaults follow nginx's.
 #[derive(Debug, Clone)]
@@ -48,9 +47,6 @@ pub struct Proxy {
     /// Named in error pages, so a person knows which box failed.
     server_name: String,
 }
-
-/// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
 
 impl Proxy {
     /// `local` is the server's own address: connections to app servers leave from it.
@@ -123,40 +119,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
-}
-
-/// The request headers an app server gets: hop-by-hop ones removed, X-Forwarded-* and
-/// X-Request-Id set.
-pub fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, request_id: &str) -> HeaderMap {
-    let mut headers = incoming.clone();
-    remove_hop_by_hop(&mut headers);
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    headers.insert(xff, HeaderValue::from_str(&chain).expect("addresses are valid header text"));
-    let proto = HeaderName::from_static("x-forwarded-proto");
-    if !headers.contains_key(&proto) {
-        headers.insert(proto, HeaderValue::from_static("http"));
-    }
-    if let Some(host) = incoming.get(header::HOST).cloned() {
-        headers.entry(HeaderName::from_static("x-forwarded-host")).or_insert(host);
-    }
-    headers.insert(HeaderName::from_static("x-request-id"), HeaderValue::from_str(request_id).expect("request ids are checked"));
-    headers
-}
-
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
-        headers.remove(name);
-    }
 }
 
 fn strip_response(resp: Response<Incoming>) -> Response<Body> {

@@ -1,0 +1,76 @@
+//! The load balancer component (HAProxy's role): layer-7 HTTP or layer-4 TCP, backend
+//! selection (`selection`), active health checks with rise/fall (`health`, `checker`),
+//! passive ejection, retries on another backend, admin states, a stats page and
+//! Prometheus metrics (`stats`), PROXY protocol v2 (`proxy_protocol`).
+//!
+//! Architecture invariant: it knows backend addresses and the setting types of the
+//! topology crate, never a `Design`; the node builds its `LbConfig`.
+
+mod checker;
+mod health;
+mod http;
+mod pool;
+mod proxy_protocol;
+mod selection;
+mod stats;
+mod tcp;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use webstack_net::http::{serve, HttpLimits};
+use webstack_net::Listener;
+use webstack_topology::{Algorithm, HealthCheck, LbMode, LbTimeouts, WhenAllDown};
+
+pub use checker::detection_bound;
+pub use health::{HealthState, Transition};
+pub use pool::{AdminState, BackendConfig, BackendPool, BackendSnapshot};
+pub use proxy_protocol::header_v2;
+pub use selection::{Candidate, Selector};
+
+#[derive(Debug, Clone)]
+pub struct LbConfig {
+    pub server_name: String,
+    /// The load balancer's own address: connections to backends leave from it.
+    pub local_address: IpAddr,
+    pub mode: LbMode,
+    pub algorithm: Algorithm,
+    pub backends: Vec<BackendConfig>,
+    pub maxconn: Option<u32>,
+    pub retries: u32,
+    pub when_all_down: WhenAllDown,
+    pub proxy_protocol: bool,
+    pub health_check: HealthCheck,
+    pub timeouts: LbTimeouts,
+}
+
+/// Runs the load balancer on `listener` (traffic) and `stats` (stats page, metrics and
+/// admin commands) until `shutdown`.
+pub async fn run(config: LbConfig, listener: Listener, stats: Listener, shutdown: CancellationToken) {
+    let pool = Arc::new(BackendPool::new(config.backends.clone(), config.algorithm, config.maxconn, config.when_all_down, config.health_check.rise, config.health_check.fall));
+    let checks = tokio::spawn(checker::run(pool.clone(), config.health_check.clone(), config.mode, config.local_address, shutdown.clone()));
+    let stats_pool = pool.clone();
+    let name = config.server_name.clone();
+    let stats_task = tokio::spawn(serve(stats, HttpLimits::default(), shutdown.clone(), move |req, _peer| {
+        let (pool, name) = (stats_pool.clone(), name.clone());
+        async move { stats::handle(pool, &name, req).await }
+    }));
+    match config.mode {
+        LbMode::Http => {
+            let proxy = Arc::new(http::HttpProxy::new(pool, config.local_address, config.retries, config.timeouts.clone(), &config.server_name));
+            let limits = HttpLimits { header_read_timeout: config.timeouts.client, ..HttpLimits::default() };
+            serve(listener, limits, shutdown.clone(), move |req, peer| {
+                let proxy = proxy.clone();
+                async move { proxy.handle(req, peer).await }
+            })
+            .await;
+        }
+        LbMode::Tcp => tcp::serve(listener, pool, config.local_address, config.retries, config.timeouts.clone(), config.proxy_protocol, shutdown.clone()).await,
+    }
+    let _ = checks.await;
+    let _ = stats_task.await;
+}
