@@ -235,9 +235,9 @@ impl BackendPool {
     pub fn observe_check(&self, index: usize, passed: bool, detail: String) {
         let b = &self.backends[index];
         let mut s = b.state.lock().expect("backend lock");
-        s.last_check = detail;
         let t = s.health.observe(passed, self.rise, self.fall);
-        self.note_transition(b, &mut s, t, "health check");
+        self.note_transition(b, &mut s, t, &format!("health check: {detail}"));
+        s.last_check = detail;
     }
 
     /// Passive ejection after live traffic failed to connect.
@@ -245,21 +245,22 @@ impl BackendPool {
         let b = &self.backends[index];
         let mut s = b.state.lock().expect("backend lock");
         let t = s.health.eject();
-        self.note_transition(b, &mut s, t, reason);
+        self.note_transition(b, &mut s, t, &format!("ejected by live traffic: {reason}"));
     }
 
+    /// Counts and logs a health change; `why` says what caused it.
     fn note_transition(&self, b: &Backend, s: &mut BackendState, t: Option<Transition>, why: &str) {
         match t {
             Some(Transition::Up) => {
                 b.stats.went_up.fetch_add(1, Ordering::Relaxed);
                 s.last_change = Instant::now();
-                eprintln!("load balancer: backend {} is UP ({why}: {})", b.config.name, s.last_check);
+                eprintln!("load balancer: backend {} is UP ({why})", b.config.name);
                 self.released.notify_waiters();
             }
             Some(Transition::Down) => {
                 b.stats.went_down.fetch_add(1, Ordering::Relaxed);
                 s.last_change = Instant::now();
-                eprintln!("load balancer: backend {} is DOWN ({why}: {})", b.config.name, s.last_check);
+                eprintln!("load balancer: backend {} is DOWN ({why})", b.config.name);
             }
             None => {}
         }

@@ -65,6 +65,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         if let Some(web) = &server.web {
             start_web(&opts, server, web, &dir, &status, &mut tasks, &shutdown)?;
         }
+        if let Some(lb) = &server.load_balancer {
+            start_load_balancer(&opts, server, lb, &status, &mut tasks, &shutdown)?;
+        }
     }
     eprintln!("node {}: all components started (pid {})", opts.server, std::process::id());
 
@@ -133,6 +136,48 @@ fn start_web(opts: &NodeOptions, server: &Server, web: &webstack_topology::Web, 
     eprintln!("web: listening on {addr}, static files from {}, proxying to {:?}", config.root.display(), config.upstreams);
     let shutdown = shutdown.clone();
     tasks.spawn(async move { Ok(webstack_web::run(config, listener, shutdown).await?) });
+    Ok(())
+}
+
+fn start_load_balancer(opts: &NodeOptions, server: &Server, lb: &webstack_topology::LoadBalancer, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+    let addr = SocketAddr::new(server.address, lb.port);
+    let stats_addr = SocketAddr::new(server.address, lb.stats_port);
+    let listener = webstack_net::Listener::bind(addr)?;
+    let stats = webstack_net::Listener::bind(stats_addr)?;
+    let backends = lb
+        .backends
+        .iter()
+        .filter_map(|b| {
+            let s = opts.design.server(&b.server)?;
+            let port = s.web.as_ref()?.port;
+            Some(webstack_load_balancer::BackendConfig { name: b.server.clone(), addr: SocketAddr::new(s.address, port), weight: b.weight, backup: b.backup })
+        })
+        .collect::<Vec<_>>();
+    eprintln!(
+        "load balancer: {:?} mode, {:?} over {}, on {addr}; stats on http://{stats_addr}/",
+        lb.mode,
+        lb.algorithm,
+        backends.iter().map(|b| format!("{} ({})", b.name, b.addr)).collect::<Vec<_>>().join(", ")
+    );
+    let config = webstack_load_balancer::LbConfig {
+        server_name: server.name.clone(),
+        local_address: server.address,
+        mode: lb.mode,
+        algorithm: lb.algorithm,
+        backends,
+        maxconn: lb.maxconn,
+        retries: lb.retries,
+        when_all_down: lb.when_all_down,
+        proxy_protocol: lb.proxy_protocol,
+        health_check: lb.health_check.clone(),
+        timeouts: lb.timeouts.clone(),
+    };
+    status.add("load_balancer", vec![addr, stats_addr], ComponentState::Ready);
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        webstack_load_balancer::run(config, listener, stats, shutdown).await;
+        Ok(())
+    });
     Ok(())
 }
 

@@ -44,6 +44,19 @@ pub async fn probe_http(addr: SocketAddr, host: &str, path: &str, fail_from: u16
     }
 }
 
+/// Asks a load balancer's stats listener for its backends; healthy if it answers and at
+/// least one backend is up.
+pub async fn probe_lb(stats: SocketAddr) -> Health {
+    match crate::lb::backends(stats).await {
+        Ok(backends) => {
+            let up = backends.iter().filter(|b| b["up"] == true && b["admin"] == "ready").count();
+            let detail = format!("{up} of {} backends up (stats: http://{stats}/)", backends.len());
+            if up > 0 { Health::ok(detail) } else { Health::bad(detail) }
+        }
+        Err(e) => Health::bad(format!("stats {stats}: {e}")),
+    }
+}
+
 async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
     let io = async {
         let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;

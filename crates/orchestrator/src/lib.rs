@@ -8,21 +8,26 @@
 //! serves traffic runs in a node process, so killing a node is losing that server.
 
 mod down;
+mod faults;
 mod health;
+pub mod lb;
 mod logs;
 mod record;
 mod secrets;
 mod status;
+mod target;
 mod up;
 
 use anyhow::{bail, Result};
 use webstack_topology::LoadedDesign;
 
 pub use down::{stop_stack, DownReport};
+pub use faults::{apply as apply_fault, Fault};
 pub use health::Health;
 pub use logs::show as show_logs;
 pub use record::{recorded_stacks, select_stack, select_stack_logs, NodeRecord, StackRecord};
 pub use status::{collect as collect_status, process_names, render as render_status, table, StackStatus};
+pub use target::{parse_url, resolve as resolve_target, Target};
 pub use up::{up, UpOptions};
 
 /// Loads a design by name or path and moves it to another /24 of the loopback range if

@@ -52,6 +52,9 @@ pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, 
     }
     let Some(s) = design.server(server) else { return Vec::new() };
     let mut out = Vec::new();
+    if let Some(lb) = &s.load_balancer {
+        out.push(("load_balancer", SocketAddr::new(s.address, lb.port)));
+    }
     if let Some(w) = &s.web {
         out.push(("web", SocketAddr::new(s.address, w.port)));
     }
@@ -114,6 +117,13 @@ async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, stat
             Codebase::Builtin(_) => probe_http(listen, host, "/health", 300).await,
             Codebase::Path { .. } => probe_http(listen, host, "/", 500).await,
         },
+        "load_balancer" => {
+            let stats = design.servers.iter().find_map(|s| s.load_balancer.as_ref().filter(|_| s.address == listen.ip()).map(|lb| SocketAddr::new(s.address, lb.stats_port)));
+            match stats {
+                Some(stats) => crate::health::probe_lb(stats).await,
+                None => Health { healthy: false, detail: "no stats port in the design".into() },
+            }
+        }
         "database" => {
             let h = probe_mysql(listen).await;
             match state {

@@ -55,7 +55,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
 
     let mut children = Vec::new();
     for server in process_names(&design) {
-        match spawn_node(&opts, &layout, &record, &server) {
+        match spawn_node(&opts.exe, &opts.state_dir, &layout, &record, &server) {
             Ok(child) => {
                 record.nodes.push(NodeRecord { server: server.clone(), pid: child.id() });
                 children.push(child);
@@ -143,11 +143,12 @@ fn clear_stale(layout: &StackLayout) -> Result<()> {
     Ok(())
 }
 
-fn spawn_node(opts: &UpOptions, layout: &StackLayout, record: &StackRecord, server: &str) -> Result<Child> {
+/// Starts one node process for `server`, its output appended to the server's log.
+pub(crate) fn spawn_node(exe: &std::path::Path, state_dir: &std::path::Path, layout: &StackLayout, record: &StackRecord, server: &str) -> Result<Child> {
     let log_path = layout.node_log(server);
     let log = OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
-    let mut cmd = Command::new(&opts.exe);
-    cmd.arg("node").arg("--state-dir").arg(&opts.state_dir).arg("--design").arg(&record.design);
+    let mut cmd = Command::new(exe);
+    cmd.arg("node").arg("--state-dir").arg(state_dir).arg("--design").arg(&record.design);
     if let Some(subnet) = &record.subnet {
         cmd.arg("--subnet").arg(subnet);
     }
@@ -158,7 +159,7 @@ fn spawn_node(opts: &UpOptions, layout: &StackLayout, record: &StackRecord, serv
         // Its own process group: Ctrl-C in the terminal reaches `up`, which stops the
         // nodes in order, and a detached stack outlives the terminal.
         .process_group(0);
-    cmd.spawn().with_context(|| format!("cannot start {} node {server}", opts.exe.display()))
+    cmd.spawn().with_context(|| format!("cannot start {} node {server}", exe.display()))
 }
 
 async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecord, opts: &UpOptions, children: &mut [Child]) -> Result<()> {
@@ -243,23 +244,29 @@ fn print_try_commands(design: &Design) {
 }
 
 /// Waits for Ctrl-C or SIGTERM, reporting servers that die meanwhile (a `webstack kill`
-/// is a fault people inject on purpose), then stops the stack.
+/// is a fault people inject on purpose), then stops the stack. The record is read from
+/// disk each time, since `webstack start` may have replaced a node since.
 async fn watch_foreground(layout: &StackLayout, record: &StackRecord, children: &mut [Child]) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut reported = BTreeSet::new();
+    let mut reported: BTreeSet<u32> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                for (child, node) in children.iter_mut().zip(&record.nodes) {
-                    if let Ok(Some(exit)) = child.try_wait() {
-                        if reported.insert(node.server.clone()) {
-                            println!("server {} (pid {}) stopped: {exit}", node.server, node.pid);
-                        }
+                for c in children.iter_mut() {
+                    let _ = c.try_wait();
+                }
+                let Ok(Some(current)) = StackRecord::read(layout) else {
+                    println!("The stack was stopped elsewhere (`webstack down`).");
+                    return Ok(());
+                };
+                for node in &current.nodes {
+                    if !webstack_net::process::alive(node.pid) && reported.insert(node.pid) {
+                        println!("server {} (pid {}) stopped; `webstack start {}` starts it again", node.server, node.pid, node.server);
                     }
                 }
-                if reported.len() == record.nodes.len() {
+                if current.nodes.iter().all(|n| !webstack_net::process::alive(n.pid)) {
                     println!("Every server has stopped.");
                     break;
                 }
@@ -267,11 +274,9 @@ async fn watch_foreground(layout: &StackLayout, record: &StackRecord, children: 
         }
     }
     println!("Stopping stack {}...", record.name);
-    let report = tokio::task::spawn_blocking({
-        let (layout, record) = (layout.clone(), record.clone());
-        move || stop_stack(&layout, &record, false)
-    })
-    .await??;
+    let current = StackRecord::read(layout)?.unwrap_or_else(|| record.clone());
+    let layout = layout.clone();
+    let report = tokio::task::spawn_blocking(move || stop_stack(&layout, &current, false)).await??;
     for c in children.iter_mut() {
         let _ = c.try_wait();
     }

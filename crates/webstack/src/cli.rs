@@ -58,6 +58,43 @@ pub enum Commands {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Send bounded load through the stack and report throughput, latency percentiles,
+    /// errors by kind and each backend's share.
+    Bench {
+        /// The URL (its host is resolved through the stack's DNS); default: the site's home.
+        url: Option<String>,
+        #[arg(long)]
+        stack: Option<String>,
+        #[arg(short, long, default_value_t = 8)]
+        connections: usize,
+        /// How long to run, in seconds (default 10 unless --requests is given).
+        #[arg(short, long, conflicts_with = "requests")]
+        duration: Option<f64>,
+        /// How many requests to send in all.
+        #[arg(short = 'n', long)]
+        requests: Option<u64>,
+        /// The HTTP method; POST sends a small guestbook message as JSON.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Print JSON for tools instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill a server (SIGKILL to its node and everything it runs): the server is lost.
+    Kill { server: String, #[arg(long)] stack: Option<String> },
+    /// Stop a server gracefully.
+    Stop { server: String, #[arg(long)] stack: Option<String> },
+    /// Start a stopped or killed server again.
+    Start { server: String, #[arg(long)] stack: Option<String> },
+    /// Freeze a server (SIGSTOP): it keeps its sockets but answers nothing.
+    Pause { server: String, #[arg(long)] stack: Option<String> },
+    /// Thaw a paused server (SIGCONT).
+    Resume { server: String, #[arg(long)] stack: Option<String> },
+    /// Inspect load balancers and change backends' admin states at runtime.
+    Lb {
+        #[command(subcommand)]
+        command: LbCommand,
+    },
     /// Check a design file and report every problem in it.
     Validate {
         #[arg(default_value = webstack_topology::DEFAULT_DESIGN)]
@@ -74,5 +111,27 @@ pub enum Commands {
         design: String,
         #[arg(long, value_name = "127.X.Y.0/24")]
         subnet: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LbCommand {
+    /// Every load balancer's backends: state, requests in flight, errors, last check.
+    Status {
+        #[arg(long)]
+        stack: Option<String>,
+        /// Only this load balancer.
+        #[arg(long)]
+        lb: Option<String>,
+    },
+    /// Set a backend's state: ready, drain (no new requests) or maint (no traffic, no checks).
+    Set {
+        backend: String,
+        state: String,
+        #[arg(long)]
+        stack: Option<String>,
+        /// Only on this load balancer (default: every one that has the backend).
+        #[arg(long)]
+        lb: Option<String>,
     },
 }

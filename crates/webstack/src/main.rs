@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Commands};
+use cli::{Cli, Commands, LbCommand};
 use webstack_orchestrator as orchestrator;
 
 /// Exit codes: 0 success, 1 a failure while running, 2 a bad design or bad arguments
@@ -55,8 +55,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Commands::Status { stack, json } => {
-            let (layout, record) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
-            let design = orchestrator::load_design(&record.design, record.subnet.as_deref().map(orchestrator::parse_subnet).transpose()?)?.design;
+            let ((layout, record), design) = running_design(&state_dir, stack.as_deref())?;
             let status = orchestrator::collect_status(&design, &layout, &record, &state_dir).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -69,6 +68,43 @@ async fn run(cli: Cli) -> Result<()> {
         Commands::Logs { server, stack, follow } => {
             let layout = orchestrator::select_stack_logs(&state_dir, stack.as_deref())?;
             tokio::task::spawn_blocking(move || orchestrator::show_logs(&layout, &server, follow, &mut std::io::stdout())).await?
+        }
+        Commands::Bench { url, stack, connections, duration, requests, method, json } => {
+            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            let target = orchestrator::resolve_target(&design, url.as_deref()).await?;
+            let limit = match (requests, duration) {
+                (Some(n), _) => webstack_bench::Limit::Requests(n),
+                (None, Some(d)) if d.is_finite() && d > 0.0 => webstack_bench::Limit::Duration(Duration::from_secs_f64(d)),
+                (None, Some(d)) => anyhow::bail!("--duration {d} is not a positive number of seconds"),
+                (None, None) => webstack_bench::Limit::Duration(Duration::from_secs(10)),
+            };
+            let method = method.to_ascii_uppercase();
+            let body = (method == "POST").then(|| bytes_of(r#"{"author":"bench","message":"hello from webstack bench"}"#));
+            let config = webstack_bench::BenchConfig { target: target.addr, host: target.host, path: target.path, method, body, connections, limit, timeout: Duration::from_secs(30) };
+            let report = webstack_bench::run(config.clone()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", webstack_bench::render(&report, &config));
+            }
+            Ok(())
+        }
+        Commands::Kill { server, stack } => fault(orchestrator::Fault::Kill, &state_dir, stack.as_deref(), &server).await,
+        Commands::Stop { server, stack } => fault(orchestrator::Fault::Stop, &state_dir, stack.as_deref(), &server).await,
+        Commands::Start { server, stack } => fault(orchestrator::Fault::Start, &state_dir, stack.as_deref(), &server).await,
+        Commands::Pause { server, stack } => fault(orchestrator::Fault::Pause, &state_dir, stack.as_deref(), &server).await,
+        Commands::Resume { server, stack } => fault(orchestrator::Fault::Resume, &state_dir, stack.as_deref(), &server).await,
+        Commands::Lb { command: LbCommand::Status { stack, lb } } => {
+            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            print!("{}", orchestrator::lb::render(&design, lb.as_deref()).await?);
+            Ok(())
+        }
+        Commands::Lb { command: LbCommand::Set { backend, state, stack, lb } } => {
+            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            for line in orchestrator::lb::set_state(&design, lb.as_deref(), &backend, &state).await? {
+                println!("{line}");
+            }
+            Ok(())
         }
         Commands::Validate { design } => {
             let loaded = orchestrator::load_design(&design, None)?;
@@ -111,4 +147,23 @@ async fn run(cli: Cli) -> Result<()> {
             webstack_node::run(opts, shutdown).await
         }
     }
+}
+
+/// The running stack a command is about, and its design with the stack's addresses.
+fn running_design(state_dir: &std::path::Path, stack: Option<&str>) -> Result<((webstack_node::StackLayout, orchestrator::StackRecord), webstack_topology::Design)> {
+    let (layout, record) = orchestrator::select_stack(state_dir, stack)?;
+    let subnet = record.subnet.as_deref().map(orchestrator::parse_subnet).transpose()?;
+    let design = orchestrator::load_design(&record.design, subnet)?.design;
+    Ok(((layout, record), design))
+}
+
+async fn fault(fault: orchestrator::Fault, state_dir: &std::path::Path, stack: Option<&str>, server: &str) -> Result<()> {
+    let ((layout, _), design) = running_design(state_dir, stack)?;
+    let exe = std::env::current_exe().context("cannot find the webstack binary")?;
+    println!("{}", orchestrator::apply_fault(fault, &design, &layout, state_dir, &exe, server).await?);
+    Ok(())
+}
+
+fn bytes_of(s: &str) -> webstack_bench::Bytes {
+    webstack_bench::Bytes::from(s.to_string())
 }

@@ -1,0 +1,254 @@
+//! The load generator behind `webstack bench`: N keep-alive connections, bounded by a
+//! request count or a duration, latency in an HDR histogram, errors by kind, and the
+//! share of responses each backend served (from the `X-Served-By` header).
+//!
+//! Architecture invariant: it sends traffic only to loopback addresses, and always stops
+//! by itself (a request count or a duration, each with a hard ceiling).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+
+/// Hard ceilings, whatever the command line asks.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+pub const MAX_REQUESTS: u64 = 10_000_000;
+pub const MAX_CONNECTIONS: usize = 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    Requests(u64),
+    Duration(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Where to connect: a loopback address.
+    pub target: SocketAddr,
+    /// The Host header (the name the URL had).
+    pub host: String,
+    pub path: String,
+    pub method: String,
+    pub body: Option<Bytes>,
+    pub connections: usize,
+    pub limit: Limit,
+    /// Per request, from sending to the whole response.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0} is not a loopback address: webstack bench only sends traffic to this machine (127.0.0.0/8, ::1)")]
+    NotLoopback(std::net::IpAddr),
+    #[error("{0}")]
+    BadArgument(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub requests: u64,
+    pub ok: u64,
+    pub elapsed_secs: f64,
+    pub requests_per_sec: f64,
+    pub latency_ms: Latency,
+    /// Failed requests by kind: `connect`, `io`, `timeout`, `status 5xx`, `status 4xx`.
+    pub errors: BTreeMap<String, u64>,
+    /// Responses per `X-Served-By` value.
+    pub served_by: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+struct Shared {
+    issued: AtomicU64,
+    histogram: Mutex<hdrhistogram::Histogram<u64>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    served_by: Mutex<BTreeMap<String, u64>>,
+    ok: AtomicU64,
+}
+
+/// Runs the benchmark and reports. Refuses any target off this machine.
+pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
+    if !config.target.ip().is_loopback() {
+        return Err(BenchError::NotLoopback(config.target.ip()));
+    }
+    if config.connections == 0 || config.connections > MAX_CONNECTIONS {
+        return Err(BenchError::BadArgument(format!("--connections must be 1 to {MAX_CONNECTIONS}")));
+    }
+    let (max_requests, deadline) = match config.limit {
+        Limit::Requests(n) if n == 0 || n > MAX_REQUESTS => return Err(BenchError::BadArgument(format!("--requests must be 1 to {MAX_REQUESTS}"))),
+        Limit::Requests(n) => (n, Instant::now() + MAX_DURATION),
+        Limit::Duration(d) if d.is_zero() || d > MAX_DURATION => return Err(BenchError::BadArgument(format!("--duration must be above 0 and at most {MAX_DURATION:?}"))),
+        Limit::Duration(d) => (MAX_REQUESTS, Instant::now() + d),
+    };
+    let shared = Arc::new(Shared {
+        issued: AtomicU64::new(0),
+        histogram: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+        errors: Mutex::new(BTreeMap::new()),
+        served_by: Mutex::new(BTreeMap::new()),
+        ok: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..config.connections {
+        let (config, shared) = (config.clone(), shared.clone());
+        workers.spawn(async move { worker(config, shared, max_requests, deadline).await });
+    }
+    while workers.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let h = shared.histogram.lock().expect("histogram lock").clone();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let errors = shared.errors.lock().expect("errors lock").clone();
+    let requests = shared.ok.load(Ordering::Relaxed) + errors.values().sum::<u64>();
+    let served_by = shared.served_by.lock().expect("served lock").clone();
+    Ok(Report {
+        requests,
+        ok: shared.ok.load(Ordering::Relaxed),
+        elapsed_secs: elapsed,
+        requests_per_sec: requests as f64 / elapsed.max(1e-9),
+        latency_ms: Latency { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), max: h.max() as f64 / 1000.0 },
+        errors,
+        served_by,
+    })
+}
+
+async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, deadline: Instant) {
+    let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+    loop {
+        if Instant::now() >= deadline || shared.issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
+            return;
+        }
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            match connect(config.target).await {
+                Ok(s) => sender = Some(s),
+                Err(_) => {
+                    count(&shared.errors, "connect");
+                    // Do not spin on a refused port: a short pause, bounded by the deadline.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let s = sender.as_mut().expect("connected above");
+        let mut req = Request::builder().method(config.method.as_str()).uri(&config.path).header("host", &config.host).header("user-agent", "webstack-bench");
+        if config.body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Full::new(config.body.clone().unwrap_or_default())).expect("valid request");
+        let t0 = Instant::now();
+        let outcome = tokio::time::timeout(config.timeout, async {
+            let resp = s.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let served = resp.headers().get("x-served-by").and_then(|v| v.to_str().ok()).map(str::to_string);
+            resp.into_body().collect().await?;
+            Ok::<_, hyper::Error>((status, served))
+        })
+        .await;
+        match outcome {
+            Ok(Ok((status, served))) => {
+                let _ = shared.histogram.lock().expect("histogram lock").record(t0.elapsed().as_micros().max(1) as u64);
+                if status >= 500 {
+                    count(&shared.errors, "status 5xx");
+                } else if status >= 400 {
+                    count(&shared.errors, "status 4xx");
+                } else {
+                    shared.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(name) = served {
+                    count(&shared.served_by, &name);
+                }
+            }
+            Ok(Err(_)) => {
+                count(&shared.errors, "io");
+                sender = None;
+            }
+            Err(_) => {
+                count(&shared.errors, "timeout");
+                sender = None;
+            }
+        }
+    }
+}
+
+fn count(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
+    *map.lock().expect("counter lock").entry(key.to_string()).or_insert(0) += 1;
+}
+
+async fn connect(target: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(target).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// The report as text for people.
+pub fn render(r: &Report, config: &BenchConfig) -> String {
+    let mut out = format!(
+        "{} {} http://{}:{}{} via {}: {} connections\n\
+         requests     {} in {:.2}s ({:.0} req/s), {} ok\n\
+         latency ms   p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\n",
+        "bench", config.method, config.host, config.target.port(), config.path, config.target, config.connections,
+        r.requests, r.elapsed_secs, r.requests_per_sec, r.ok, r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
+    );
+    if r.errors.is_empty() {
+        out.push_str("errors       none\n");
+    } else {
+        let list: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        out.push_str(&format!("errors       {}\n", list.join(", ")));
+    }
+    let total: u64 = r.served_by.values().sum();
+    for (name, n) in &r.served_by {
+        out.push_str(&format!("served by    {name:<12} {n:>8}  {:>5.1}%\n", *n as f64 * 100.0 / total.max(1) as f64));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_targets_off_this_machine() {
+        let config = BenchConfig {
+            target: "192.0.2.1:80".parse().unwrap(),
+            host: "x".into(),
+            path: "/".into(),
+            method: "GET".into(),
+            body: None,
+            connections: 1,
+            limit: Limit::Requests(1),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(matches!(run(config).await, Err(BenchError::NotLoopback(_))));
+    }
+
+    #[tokio::test]
+    async fn counts_requests_exactly_and_records_who_served() {
+        let listener = webstack_net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(webstack_net::http::serve(listener, Default::default(), stop.clone(), |_req, _| async {
+            hyper::Response::builder().header("x-served-by", "solo").body(webstack_net::http::full("ok")).unwrap()
+        }));
+        let config = BenchConfig { target: addr, host: "h".into(), path: "/".into(), method: "GET".into(), body: None, connections: 4, limit: Limit::Requests(200), timeout: Duration::from_secs(5) };
+        let r = run(config).await.unwrap();
+        assert_eq!((r.requests, r.ok), (200, 200));
+        assert_eq!(r.served_by.get("solo"), Some(&200));
+        assert!(r.errors.is_empty());
+        stop.cancel();
+    }
+}
