@@ -170,7 +170,7 @@ fn app_writing_to_a_replica() {
 fn sqlite_with_two_app_servers() {
     let src = format!("{}\n[servers.s2]\naddress = \"127.10.0.12\"\napp = {{ storage = \"sqlite\" }}\n", GOOD);
     let found = problems(&src);
-    assert!(found.iter().any(|p| p.key == "servers.s2.app.storage" && p.message.contains("SQLite")), "{found:#?}");
+    assert!(found.iter().any(|p| p.key == "servers.s2.app.storage" && p.message.contains("SQLite") && p.line == 19), "{found:#?}");
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub fn parse_design(source: &str, file: &str, base_dir: &Path) -> Result<Design,
             message: e.message().trim().to_string(),
         }
     })?;
-    let mut v = Validator { source, problems: Vec::new(), base_dir };
+    let mut v = Validator { source, problems: Vec::new(), base_dir, sqlite_keys: Vec::new() };
     let design = v.design(raw);
     if v.problems.is_empty() {
         Ok(design)
@@ -73,6 +73,8 @@ struct Validator<'a> {
     source: &'a str,
     problems: Vec<Problem>,
     base_dir: &'a Path,
+    /// Where each app server asks for SQLite, for the check across servers.
+    sqlite_keys: Vec<(String, Range<usize>)>,
 }
 
 /// What validation learns about the servers before it checks references between them.
@@ -473,7 +475,10 @@ impl Validator<'_> {
             let storage = match &a.storage {
                 None => Storage::MySql,
                 Some(s) if s.get_ref() == "mysql" => Storage::MySql,
-                Some(s) if s.get_ref() == "sqlite" => Storage::Sqlite,
+                Some(s) if s.get_ref() == "sqlite" => {
+                    self.sqlite_keys.push((format!("{key}.storage"), s.span()));
+                    Storage::Sqlite
+                }
                 Some(s) => {
                     self.problem(s.span(), format!("{key}.storage"), format!("unknown storage {:?}", s.get_ref()),
                         Some("storage is \"mysql\" (a database server of the design) or \"sqlite\" (embedded)".into()));
@@ -670,13 +675,11 @@ impl Validator<'_> {
 
     fn cross_server_checks(&mut self, servers: &[Server]) {
         let app_servers = servers.iter().filter(|s| s.app.is_some()).count();
-        for s in servers {
-            if let Some(app) = &s.app {
-                if app.storage == Storage::Sqlite && app_servers > 1 {
-                    self.problem(0..0, format!("servers.{}.app.storage", s.name),
-                        format!("SQLite is embedded in one app server, and this design has {app_servers}: each would keep its own data"),
-                        Some("use storage = \"mysql\" with a database server the app servers share".into()));
-                }
+        if app_servers > 1 {
+            for (key, span) in std::mem::take(&mut self.sqlite_keys) {
+                self.problem(span, key,
+                    format!("SQLite is embedded in one app server, and this design has {app_servers}: each would keep its own data"),
+                    Some("use storage = \"mysql\" with a database server the app servers share".into()));
             }
         }
     }
