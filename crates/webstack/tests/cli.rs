@@ -74,10 +74,11 @@ fn syntax_error_names_file_line_and_column() {
 #[test]
 fn designs_that_need_unbuilt_components_are_refused_by_name() {
     let state = tempfile::tempdir().unwrap();
-    let out = webstack(state.path(), &["up", "distributed"]);
+    let out = webstack(state.path(), &["up", "secured"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("the load balancer (servers.lb1.load_balancer)"), "{err}");
+    assert!(err.contains("HTTPS (TLS termination) (servers.lb1)"), "{err}");
+    assert!(err.contains("the firewall (servers.server2.firewall)"), "{err}");
     assert!(err.contains("database replication (servers.server2.database.replica_of)"), "{err}");
     let scaled = stderr(&webstack(state.path(), &["up", "scaled"]));
     assert!(scaled.contains("the floating IP") && scaled.contains("HTTPS") && scaled.contains("the firewall") && scaled.contains("the monitoring agent"), "{scaled}");
