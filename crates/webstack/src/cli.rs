@@ -95,6 +95,39 @@ pub enum Commands {
         #[command(subcommand)]
         command: LbCommand,
     },
+    /// Review a design: single points of failure, security and operational gaps, the tier
+    /// that saturates first, and the availability its structure gives.
+    Check {
+        #[arg(default_value = webstack_topology::DEFAULT_DESIGN)]
+        design: String,
+        /// text for people, json for tools.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Exit with status 3 if a finding is at least this severe (info, low, medium,
+        /// high, critical): for CI.
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<String>,
+        /// Each server's availability, in percent.
+        #[arg(long, default_value_t = 99.9)]
+        availability: f64,
+        /// The request mix of the capacity model.
+        #[arg(long, default_value = "static=20,reads=70,writes=10")]
+        mix: String,
+    },
+    /// Draw the design: servers, tiers, the way from the user through DNS, replication,
+    /// firewalls and agents.
+    Diagram {
+        #[arg(default_value = webstack_topology::DEFAULT_DESIGN)]
+        design: String,
+        #[arg(long, default_value = "svg", value_parser = ["svg", "mermaid", "dot"])]
+        format: String,
+        /// Colour servers by the health of the running stack of this design.
+        #[arg(long)]
+        live: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Check a design file and report every problem in it.
     Validate {
         #[arg(default_value = webstack_topology::DEFAULT_DESIGN)]

@@ -15,7 +15,8 @@ use cli::{Cli, Commands, LbCommand};
 use webstack_orchestrator as orchestrator;
 
 /// Exit codes: 0 success, 1 a failure while running, 2 a bad design or bad arguments
-/// (clap also exits with 2 for unknown flags).
+/// (clap also exits with 2 for unknown flags), 3 `check --fail-on` found a finding at or
+/// above the given severity.
 fn main() -> ExitCode {
     // Like other Unix tools, end quietly when the reader of our output goes away
     // (`webstack status | head`) instead of panicking on a failed print.
@@ -30,6 +31,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<webstack_topology::DesignError>().is_some() {
                 ExitCode::from(2)
+            } else if e.downcast_ref::<CheckFailed>().is_some() {
+                ExitCode::from(3)
             } else {
                 ExitCode::from(1)
             }
@@ -106,6 +109,51 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Commands::Check { design, format, fail_on, availability, mix } => {
+            let threshold = fail_on.as_deref().map(|s| webstack_review::Severity::parse(s).with_context(|| format!("--fail-on {s:?}: use info, low, medium, high or critical"))).transpose()?;
+            if !(availability > 0.0 && availability < 100.0) {
+                anyhow::bail!("--availability {availability} must be a percentage between 0 and 100");
+            }
+            let mix = webstack_review::Mix::parse(&mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?;
+            let design = orchestrator::load_design(&design, None)?.design;
+            let findings = webstack_review::review(&design, &mix);
+            let estimate = webstack_review::estimate(&design, availability / 100.0);
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"design": design.name, "findings": findings, "availability": estimate}))?);
+            } else {
+                print!("{}", webstack_review::render(&design, &findings, &estimate));
+            }
+            if let Some(t) = threshold {
+                let failing = findings.iter().filter(|f| f.severity >= t).count();
+                if failing > 0 {
+                    return Err(CheckFailed(format!("{failing} finding(s) at or above {t}")).into());
+                }
+            }
+            Ok(())
+        }
+        Commands::Diagram { design, format, live, output } => {
+            let loaded = orchestrator::load_design(&design, None)?;
+            let mut health = std::collections::HashMap::new();
+            let mut drawn = loaded.design;
+            if live {
+                let ((layout, record), running) = running_design(&state_dir, Some(&drawn.name)).context("--live needs the design's stack to be running")?;
+                let status = orchestrator::collect_status(&running, &layout, &record, &state_dir).await;
+                for s in status.servers {
+                    health.insert(s.name.clone(), s.alive && s.components.iter().all(|c| c.health.healthy));
+                }
+                drawn = running;
+            }
+            let text = match format.as_str() {
+                "mermaid" => webstack_review::diagram::mermaid(&drawn),
+                "dot" => webstack_review::diagram::dot(&drawn),
+                _ => webstack_review::diagram::svg(&drawn, &health),
+            };
+            match output {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
         Commands::Validate { design } => {
             let loaded = orchestrator::load_design(&design, None)?;
             let d = &loaded.design;
@@ -167,3 +215,15 @@ async fn fault(fault: orchestrator::Fault, state_dir: &std::path::Path, stack: O
 fn bytes_of(s: &str) -> webstack_bench::Bytes {
     webstack_bench::Bytes::from(s.to_string())
 }
+
+/// `check --fail-on` found what it was told to fail on.
+#[derive(Debug)]
+struct CheckFailed(String);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "check failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for CheckFailed {}
