@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use hyper::header::{HeaderValue, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,10 +38,11 @@ struct NewMessage {
 
 impl Foobar {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let after = last_write_gtid(&req);
         let mut resp = match (req.method(), req.uri().path()) {
-            (&Method::GET | &Method::HEAD, "/") => self.home().await,
+            (&Method::GET | &Method::HEAD, "/") => self.home(after.as_deref()).await,
             (&Method::GET | &Method::HEAD, "/health") => self.health().await,
-            (&Method::GET | &Method::HEAD, "/api/messages") => self.list().await,
+            (&Method::GET | &Method::HEAD, "/api/messages") => self.list(after.as_deref()).await,
             (&Method::POST, "/api/messages") => self.post(req).await,
             (_, "/" | "/health" | "/api/messages") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here"),
             _ => error(StatusCode::NOT_FOUND, "no such page"),
@@ -51,15 +52,16 @@ impl Foobar {
     }
 
     async fn health(&self) -> Response<Body> {
+        let primary = self.storage.primary_name();
         match self.storage.ping().await {
-            Ok(()) => json_response(StatusCode::OK, json!({"status": "ok", "server": self.server_name, "database": self.storage.name(), "database_reachable": true})),
-            Err(e) => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "degraded", "server": self.server_name, "database": self.storage.name(), "database_reachable": false, "error": e.to_string()})),
+            Ok(()) => json_response(StatusCode::OK, json!({"status": "ok", "server": self.server_name, "database": primary, "database_reachable": true})),
+            Err(e) => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "degraded", "server": self.server_name, "database": primary, "database_reachable": false, "error": e.to_string()})),
         }
     }
 
-    async fn list(&self) -> Response<Body> {
-        match self.storage.list_messages(LIST_LIMIT).await {
-            Ok(messages) => self.with_database(json_response(StatusCode::OK, json!({"messages": messages}))),
+    async fn list(&self, after: Option<&str>) -> Response<Body> {
+        match self.storage.list_messages(LIST_LIMIT, after).await {
+            Ok((messages, answered)) => with_database(json_response(StatusCode::OK, json!({"messages": messages})), &answered),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("the database is unavailable: {e}")),
         }
     }
@@ -103,19 +105,35 @@ impl Foobar {
             return error(StatusCode::BAD_REQUEST, &format!("messages are at most {MAX_MESSAGE_CHARS} characters and authors {MAX_AUTHOR_CHARS}"));
         }
         match self.storage.add_message(&author, &message, &self.server_name).await {
-            Ok(saved) if form => {
-                let _ = saved;
-                Response::builder().status(StatusCode::SEE_OTHER).header(LOCATION, "/").body(full("")).unwrap()
+            Ok(written) => {
+                let mut resp = if form {
+                    Response::builder().status(StatusCode::SEE_OTHER).header(LOCATION, "/").body(full("")).unwrap()
+                } else {
+                    json_response(StatusCode::CREATED, json!(written.message))
+                };
+                // Read-your-writes: this client's next reads wait for this transaction on a
+                // replica, or go to the primary.
+                if let Some(gtid) = written.gtid.as_deref().and_then(|g| HeaderValue::from_str(g).ok()) {
+                    resp.headers_mut().insert("x-last-write-gtid", gtid.clone());
+                    if let Ok(cookie) = HeaderValue::from_str(&format!("{GTID_COOKIE}={}; Path=/; Max-Age=300; HttpOnly", gtid.to_str().unwrap_or_default())) {
+                        resp.headers_mut().insert(SET_COOKIE, cookie);
+                    }
+                }
+                with_database(resp, &self.storage.primary_name())
             }
-            Ok(saved) => self.with_database(json_response(StatusCode::CREATED, json!(saved))),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("the message was not saved: {e}")),
         }
     }
 
-    async fn home(&self) -> Response<Body> {
-        let listing = match self.storage.list_messages(20).await {
-            Ok(messages) if messages.is_empty() => "<p>No messages yet. Be the first.</p>".to_string(),
-            Ok(messages) => {
+    async fn home(&self, after: Option<&str>) -> Response<Body> {
+        let mut answered = self.storage.primary_name();
+        let listing = match self.storage.list_messages(20, after).await {
+            Ok((messages, by)) if messages.is_empty() => {
+                answered = by;
+                "<p>No messages yet. Be the first.</p>".to_string()
+            }
+            Ok((messages, by)) => {
+                answered = by;
                 let items: String = messages
                     .iter()
                     .map(|m| format!("<li><div>{}</div><div class=\"meta\">{} · #{} · via {}</div></li>", escape_html(&m.message), escape_html(&m.author), m.id, escape_html(&m.served_by)))
@@ -131,17 +149,40 @@ impl Foobar {
              <h2>Guestbook</h2><form method=\"post\" action=\"/api/messages\"><input name=\"author\" placeholder=\"your name\" maxlength=\"64\">\
              <textarea name=\"message\" placeholder=\"say hello\" maxlength=\"1000\" required></textarea><button>Sign</button></form>{listing}</body></html>\n",
             server = escape_html(&self.server_name),
-            db = escape_html(self.storage.name()),
+            db = escape_html(&answered),
         );
-        self.with_database(Response::builder().header(CONTENT_TYPE, "text/html; charset=utf-8").body(full(page)).unwrap())
+        with_database(Response::builder().header(CONTENT_TYPE, "text/html; charset=utf-8").body(full(page)).unwrap(), &answered)
     }
+}
 
-    fn with_database(&self, mut resp: Response<Body>) -> Response<Body> {
-        if let Ok(v) = HeaderValue::from_str(self.storage.name()) {
-            resp.headers_mut().insert("x-database", v);
-        }
-        resp
+/// The cookie that carries a client's last write's GTID.
+const GTID_COOKIE: &str = "webstack_gtid";
+
+/// The GTID of the client's last write, from its cookie or an `X-Last-Write-Gtid` header;
+/// only well-formed positions (`domain-server-sequence`) are taken.
+fn last_write_gtid(req: &Request<Incoming>) -> Option<String> {
+    let from_header = req.headers().get("x-last-write-gtid").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let from_cookie = req
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == GTID_COOKIE)
+        .map(|(_, v)| v.to_string());
+    from_header.or(from_cookie).filter(|g| {
+        let parts: Vec<&str> = g.split('-').collect();
+        parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Names the database server that answered.
+fn with_database(mut resp: Response<Body>, answered: &str) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(answered) {
+        resp.headers_mut().insert("x-database", v);
     }
+    resp
 }
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {

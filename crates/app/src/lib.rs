@@ -40,17 +40,24 @@ pub enum AppError {
 
 /// Serves the built-in foobar application on `listener` until `shutdown`.
 pub async fn run_builtin(config: BuiltinConfig, listener: Listener, shutdown: CancellationToken) -> Result<(), AppError> {
-    if let StorageConfig::MySql { local, address, relay_socket, .. } = &config.storage {
-        webstack_net::relay::spawn_tcp_relay(relay_socket, *local, *address, shutdown.clone())
-            .map_err(|source| AppError::Relay { path: relay_socket.clone(), source })?;
+    if let StorageConfig::MySql { local, endpoints, .. } = &config.storage {
+        for e in endpoints {
+            webstack_net::relay::spawn_tcp_relay(&e.relay_socket, *local, e.address, shutdown.clone())
+                .map_err(|source| AppError::Relay { path: e.relay_socket.clone(), source })?;
+        }
     }
     let storage = Arc::new(Storage::open(&config.storage)?);
+    let maintenance = {
+        let (storage, shutdown) = (storage.clone(), shutdown.clone());
+        tokio::spawn(async move { storage.maintain(shutdown).await })
+    };
     let app = Arc::new(foobar::Foobar { server_name: config.server_name.clone(), storage: storage.clone() });
     serve(listener, config.limits.clone(), shutdown, move |req, _peer| {
         let app = app.clone();
         async move { app.handle(req).await }
     })
     .await;
+    let _ = maintenance.await;
     if let Ok(storage) = Arc::try_unwrap(storage) {
         storage.close().await;
     }

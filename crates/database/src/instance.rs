@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use webstack_net::process::{die_with_parent, signal};
 
 use crate::engine::Engine;
+use crate::replication::{self, ReplicationRole, ReplicationSettings, ReplicationStatus};
 use crate::DatabaseError;
 
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct DatabaseConfig {
     pub app_database: String,
     /// The addresses of the app servers that use this database; each gets a grant.
     pub app_hosts: Vec<IpAddr>,
+    /// Primary-replica replication, for a database with replicas or one that is a replica;
+    /// `None` for a standalone database.
+    pub replication: Option<ReplicationSettings>,
 }
 
 /// What the supervisor tells the node as the server comes and goes.
@@ -37,6 +41,8 @@ pub trait DatabaseEvents: Send + Sync {
     fn started(&self, pid: u32);
     fn ready(&self);
     fn stopped(&self);
+    /// The replication state, about every 200 ms while the server runs.
+    fn replication(&self, _status: ReplicationStatus) {}
 }
 
 /// Unix sockets paths are limited to 108 bytes by the kernel.
@@ -70,6 +76,7 @@ pub fn render_config(config: &DatabaseConfig, run_as_root: bool) -> String {
          socket = {socket}\n\
          pid-file = {dir}/mysqld.pid\n\
          log-error = {log}\n\
+         tmpdir = {dir}/tmp\n\
          bind-address = {ip}\n\
          port = {port}\n\
          skip-name-resolve\n\
@@ -88,6 +95,9 @@ pub fn render_config(config: &DatabaseConfig, run_as_root: bool) -> String {
         ip = config.listen.ip(),
         port = config.listen.port(),
     );
+    if let Some(r) = &config.replication {
+        cnf.push_str(&replication::config_lines(r));
+    }
     if run_as_root {
         // mariadbd refuses to run as root unless told to; webstack runs it as whoever
         // runs webstack (CI machines are root).
@@ -107,7 +117,9 @@ pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &d
     if config.socket().as_os_str().len() > MAX_SOCKET_PATH {
         return Err(DatabaseError::PathTooLong { path: config.socket() });
     }
-    std::fs::create_dir_all(&config.dir).map_err(|e| DatabaseError::Io { what: format!("create {}", config.dir.display()), source: e })?;
+    for dir in [config.dir.clone(), config.dir.join("tmp")] {
+        std::fs::create_dir_all(&dir).map_err(|e| DatabaseError::Io { what: format!("create {}", dir.display()), source: e })?;
+    }
     let cache = config.cache_dir.clone();
     let engine = tokio::task::spawn_blocking(move || {
         Engine::find_or_obtain(&cache, &mut |step| eprintln!("database: {step}"))
@@ -134,34 +146,114 @@ pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &d
             _ = shutdown.cancelled() => { stop(&mut child).await; events.stopped(); return Ok(()); }
             r = wait_ready(&config, &mut child) => r,
         };
-        match ready {
+        let ready = match ready {
             Ok(()) => {
-                provision(&config).await?;
+                prepare_role(&config).await?;
                 events.ready();
-                eprintln!("database: ready; user {:?} may connect from {:?}", config.app_user, config.app_hosts);
+                true
             }
-            Err(e) => eprintln!("database: mariadbd did not become ready: {e} (see {})", config.error_log().display()),
+            Err(e) => {
+                eprintln!("database: mariadbd did not become ready: {e} (see {})", config.error_log().display());
+                false
+            }
+        };
+        // While the server runs, its replication state is watched (and, on a primary, the
+        // heartbeat written); the watch ends only when the server or the node does.
+        let watch = async {
+            if ready && config.replication.is_some() {
+                monitor_replication(&config, events).await;
+            }
+            std::future::pending::<()>().await;
+        };
+        let exit = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            status = child.wait() => Some(status),
+            _ = watch => None,
+        };
+        let Some(status) = exit else {
+            stop(&mut child).await;
+            events.stopped();
+            eprintln!("database: stopped");
+            return Ok(());
+        };
+        events.stopped();
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(250);
         }
-
+        eprintln!("database: mariadbd exited ({}); restarting in {backoff:?}", status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()));
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                stop(&mut child).await;
-                events.stopped();
-                eprintln!("database: stopped");
-                return Ok(());
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Brings a server that just became ready into its role: a primary (or a standalone
+/// database) gets the application's user and, with replicas, the replication user and the
+/// heartbeat table; a replica starts replicating (its users arrive by replication, so it
+/// creates none itself); a fenced former primary stays read-only and says why.
+async fn prepare_role(config: &DatabaseConfig) -> Result<(), DatabaseError> {
+    match config.replication.as_ref().map(|r| &r.role) {
+        None => {
+            provision(config).await?;
+            eprintln!("database: ready; user {:?} may connect from {:?}", config.app_user, config.app_hosts);
+        }
+        Some(ReplicationRole::Primary { replica_hosts }) => {
+            let mut conn = replication::root_conn(&config.socket()).await.map_err(DatabaseError::Provision)?;
+            replication::setup_primary(&mut conn, config.replication.as_ref().unwrap()).await.map_err(DatabaseError::Provision)?;
+            let _ = conn.disconnect().await;
+            provision(config).await?;
+            eprintln!("database: ready as primary; user {:?} may connect from {:?}; replicas from {:?}", config.app_user, config.app_hosts, replica_hosts);
+        }
+        Some(ReplicationRole::Replica { primary }) => {
+            let r = config.replication.as_ref().unwrap();
+            let mut conn = replication::root_conn(&config.socket()).await.map_err(DatabaseError::Provision)?;
+            replication::start_replicating(&mut conn, *primary, &r.user, &r.password).await.map_err(DatabaseError::Provision)?;
+            let _ = conn.disconnect().await;
+            eprintln!("database: ready as a read-only replica of {primary}");
+        }
+        Some(ReplicationRole::Fenced) => {
+            let mut conn = replication::root_conn(&config.socket()).await.map_err(DatabaseError::Provision)?;
+            conn.query_drop("SET GLOBAL read_only = ON").await.map_err(DatabaseError::Provision)?;
+            let _ = conn.disconnect().await;
+            eprintln!("database: WARNING: fenced: this server was the primary before a promotion; it stays read-only and replicates from no one until `webstack db rebuild {}`", config.server_name);
+        }
+    }
+    Ok(())
+}
+
+/// Reports the replication state every 200 ms; on a primary, also writes the heartbeat and
+/// warns when semi-synchronous replication falls back to asynchronous (and back).
+async fn monitor_replication(config: &DatabaseConfig, events: &dyn DatabaseEvents) {
+    let mut conn: Option<mysql_async::Conn> = None;
+    let mut semi_sync: Option<String> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if conn.is_none() {
+            conn = replication::root_conn(&config.socket()).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let round = async {
+            let st = replication::status(c).await?;
+            if st.role == "primary" {
+                replication::beat(c).await?;
             }
-            status = child.wait() => {
-                events.stopped();
-                if started.elapsed() > Duration::from_secs(30) {
-                    backoff = Duration::from_millis(250);
+            Ok::<_, mysql_async::Error>(st)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), round).await {
+            Ok(Ok(st)) => {
+                if st.semi_sync != semi_sync {
+                    match (semi_sync.as_deref(), st.semi_sync.as_deref()) {
+                        (Some("on"), Some("off")) => eprintln!("database: WARNING: semi-synchronous replication fell back to asynchronous: no replica acknowledged within the timeout; writes acknowledged now may be lost if this primary fails before a replica catches up"),
+                        (Some("off"), Some("on")) => eprintln!("database: semi-synchronous replication is back on: a replica acknowledges again"),
+                        _ => {}
+                    }
+                    semi_sync = st.semi_sync.clone();
                 }
-                eprintln!("database: mariadbd exited ({}); restarting in {backoff:?}", status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()));
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                events.replication(st);
             }
+            _ => conn = None,
         }
     }
 }
@@ -174,12 +266,17 @@ async fn initialize(engine: &Engine, config: &DatabaseConfig, root: bool) -> Res
     }
     let staging = config.dir.join("data.init");
     let _ = std::fs::remove_dir_all(&staging);
+    // A private temporary folder: bootstraps that share /tmp trip over each other's
+    // temporary tables when several servers initialise at once.
+    let tmp = config.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| DatabaseError::Io { what: format!("create {}", tmp.display()), source: e })?;
     let log_path = config.dir.join("install.log");
     let log = std::fs::File::create(&log_path).map_err(|e| DatabaseError::Io { what: format!("create {}", log_path.display()), source: e })?;
     eprintln!("database: initialising a new data directory (first start)");
     let mut cmd = engine.command(&engine.install_db);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", staging.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
         .arg(format!("--user={}", if root { "root".to_string() } else { current_user() }));
@@ -267,6 +364,10 @@ async fn provision(config: &DatabaseConfig) -> Result<(), DatabaseError> {
             format!("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP ON {db}.* TO {account}"),
         ] {
             conn.query_drop(&sql).await.map_err(DatabaseError::Provision)?;
+        }
+        if config.replication.is_some() {
+            // The app measures each replica's lag from the heartbeat before reading there.
+            conn.query_drop(format!("GRANT SELECT ON webstack.heartbeat TO {account}")).await.map_err(DatabaseError::Provision)?;
         }
     }
     conn.disconnect().await.map_err(DatabaseError::Provision)

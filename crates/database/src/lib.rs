@@ -8,9 +8,11 @@
 
 mod engine;
 mod instance;
+pub mod replication;
 
 pub use engine::{default_cache_dir, Engine, EngineOrigin};
 pub use instance::{render_config, run, DatabaseConfig, DatabaseEvents};
+pub use replication::{ReplicationRole, ReplicationSettings, ReplicationStatus};
 
 use std::path::PathBuf;
 
@@ -28,4 +30,6 @@ pub enum DatabaseError {
     Initialise { log: PathBuf, tail: String },
     #[error("creating the application's database and user failed: {0}")]
     Provision(mysql_async::Error),
+    #[error("cannot promote: {0}")]
+    Promote(String),
 }

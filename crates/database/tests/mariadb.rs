@@ -39,6 +39,7 @@ async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
         app_password: "s3cret'quote".into(),
         app_database: "foobar".into(),
         app_hosts: vec!["127.0.0.1".parse().unwrap()],
+        replication: None,
     };
     let events = std::sync::Arc::new(Events::default());
     let shutdown = CancellationToken::new();

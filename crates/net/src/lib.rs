@@ -17,10 +17,10 @@ pub mod relay;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("cannot listen on {addr}: {source}{}", bind_hint(source))]
+    #[error("cannot listen on {addr}{}", bind_hint(source))]
     Bind { addr: SocketAddr, source: io::Error },
 
-    #[error("cannot connect from {local} to {remote}: {source}")]
+    #[error("cannot connect from {local} to {remote}")]
     Connect { local: IpAddr, remote: SocketAddr, source: io::Error },
 }
 

@@ -4,7 +4,9 @@
 //! ```text
 //! <state>/stacks/<stack>/
 //!   stack.json                  the orchestrator's record: design, subnet, node pids
+//!   cluster.json                the database cluster after promotions (absent before)
 //!   secrets/database.password   the app's database password (mode 0600)
+//!   secrets/replication.password  the replication user's password (mode 0600)
 //!   logs/<server>.log           each node's output
 //!   servers/<server>/
 //!     node.json                 the node's status: components, listeners, child pids
@@ -38,6 +40,13 @@ impl StackLayout {
     }
     pub fn database_password(&self) -> PathBuf {
         self.secrets_dir().join("database.password")
+    }
+    pub fn replication_password(&self) -> PathBuf {
+        self.secrets_dir().join("replication.password")
+    }
+    /// The database cluster's runtime state (who is primary after a promotion).
+    pub fn cluster_file(&self) -> PathBuf {
+        self.root.join("cluster.json")
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")

@@ -5,6 +5,7 @@
 //! Architecture invariant: the node is the only crate that turns a design into component
 //! configurations; the components themselves (dns, web, app, database) never see a design.
 
+mod cluster;
 mod layout;
 mod status;
 mod support;
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use webstack_topology::{Codebase, Design, Server, Storage, DNS_PROCESS_NAME};
 
+pub use cluster::{current_primary, replication_settings, ClusterState, REPLICATION_USER};
 pub use layout::{default_state_dir, StackLayout};
 pub use webstack_database::default_cache_dir;
 pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
@@ -200,16 +202,27 @@ fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, 
         Storage::Sqlite => webstack_app::StorageConfig::Sqlite { path: dir.join("foobar.sqlite") },
         Storage::MySql => {
             let db_name = app.database.as_deref().expect("validated: MySQL storage names a database server");
-            let db = opts.design.server(db_name).expect("validated: the database server exists");
-            let db_port = db.database.as_ref().expect("validated: it runs a database").port;
+            let (primary, replicas) = opts.design.database_cluster(db_name).expect("validated: the database server exists");
+            let endpoints = std::iter::once(&primary)
+                .chain(replicas.iter())
+                .filter_map(|name| {
+                    let s = opts.design.server(name)?;
+                    Some(webstack_app::storage::DbEndpoint {
+                        name: name.clone(),
+                        address: SocketAddr::new(s.address, s.database.as_ref()?.port),
+                        relay_socket: run_dir.join(format!("db-{name}.sock")),
+                    })
+                })
+                .collect();
             webstack_app::StorageConfig::MySql {
-                server_name: db.name.clone(),
-                address: SocketAddr::new(db.address, db_port),
+                endpoints,
+                primary,
+                cluster_file: opts.layout.cluster_file(),
                 user: APP_DB_USER.into(),
                 password: read_password(&opts.layout)?,
                 database: APP_DATABASE.into(),
                 local: server.address,
-                relay_socket: run_dir.join("database.sock"),
+                max_replica_lag: app.max_replica_lag,
             }
         }
     };
@@ -232,11 +245,14 @@ fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, 
                 ("WEBSTACK_SERVER".to_string(), server.name.clone()),
             ];
             match &storage {
-                webstack_app::StorageConfig::MySql { local, address, relay_socket, user, password, database, .. } => {
-                    webstack_net::relay::spawn_tcp_relay(relay_socket, *local, *address, shutdown.clone())
-                        .with_context(|| format!("cannot start the database relay at {}", relay_socket.display()))?;
-                    env.push(("DATABASE_URL".into(), format!("mysql://{user}:{password}@localhost/{database}?socket={}", relay_socket.display())));
-                    env.push(("DATABASE_SOCKET".into(), relay_socket.display().to_string()));
+                webstack_app::StorageConfig::MySql { local, endpoints, primary, user, password, database, .. } => {
+                    // An application command gets the designed primary; the read/write
+                    // split and promotions are the built-in app's.
+                    let target = endpoints.iter().find(|e| e.name == *primary).expect("the primary is an endpoint");
+                    webstack_net::relay::spawn_tcp_relay(&target.relay_socket, *local, target.address, shutdown.clone())
+                        .with_context(|| format!("cannot start the database relay at {}", target.relay_socket.display()))?;
+                    env.push(("DATABASE_URL".into(), format!("mysql://{user}:{password}@localhost/{database}?socket={}", target.relay_socket.display())));
+                    env.push(("DATABASE_SOCKET".into(), target.relay_socket.display().to_string()));
                 }
                 webstack_app::StorageConfig::Sqlite { path } => env.push(("DATABASE_URL".into(), format!("sqlite://{}", path.display()))),
             }
@@ -271,6 +287,7 @@ fn start_database(opts: &NodeOptions, server: &Server, port: u16, status: &Arc<S
         app_password: read_password(&opts.layout)?,
         app_database: APP_DATABASE.into(),
         app_hosts,
+        replication: replication_settings(&opts.design, &opts.layout, &server.name, read_secret(&opts.layout.replication_password())?),
     };
     status.add("database", vec![listen], ComponentState::Starting);
     let (status, shutdown) = (status.clone(), shutdown.clone());
@@ -296,12 +313,18 @@ impl webstack_database::DatabaseEvents for DatabaseStatus {
     fn stopped(&self) {
         self.status.set("database", ComponentState::Restarting, None);
     }
+    fn replication(&self, status: webstack_database::ReplicationStatus) {
+        self.status.set_replication("database", status);
+    }
 }
 
 fn read_password(layout: &StackLayout) -> Result<String> {
-    let path = layout.database_password();
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot read the database password at {} (`webstack up` creates it; on a real host, copy the stack's secrets/ folder there)", path.display())
+    read_secret(&layout.database_password())
+}
+
+fn read_secret(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read the secret {} (`webstack up` creates it; on a real host, copy the stack's secrets/ folder there)", path.display())
     })?;
     Ok(text.trim().to_string())
 }

@@ -23,6 +23,9 @@ pub struct ComponentStatus {
     /// A process the component runs for the node (mariadbd, an app command).
     pub child_pid: Option<u32>,
     pub state: ComponentState,
+    /// Databases in a replicated cluster: role, GTID position, lag, semi-sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<webstack_database::ReplicationStatus>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -61,7 +64,7 @@ impl StatusFile {
     }
 
     pub fn add(&self, kind: &str, listen: Vec<SocketAddr>, state: ComponentState) {
-        self.update(|s| s.components.push(ComponentStatus { kind: kind.into(), listen, child_pid: None, state }));
+        self.update(|s| s.components.push(ComponentStatus { kind: kind.into(), listen, child_pid: None, state, replication: None }));
     }
 
     pub fn set(&self, kind: &str, state: ComponentState, child_pid: Option<u32>) {
@@ -71,6 +74,24 @@ impl StatusFile {
                 c.child_pid = child_pid;
             }
         });
+    }
+
+    /// Records a database's replication state, writing the file only when it changed in a
+    /// way a reader cares about (the lag moves on every heartbeat; a tenth of a second is
+    /// the resolution kept).
+    pub fn set_replication(&self, kind: &str, mut replication: webstack_database::ReplicationStatus) {
+        replication.lag_ms = replication.lag_ms.map(|l| (l / 100.0).round() * 100.0);
+        let changed = {
+            let status = self.status.lock().expect("status lock");
+            status.components.iter().find(|c| c.kind == kind).is_some_and(|c| c.replication.as_ref() != Some(&replication))
+        };
+        if changed {
+            self.update(|s| {
+                if let Some(c) = s.components.iter_mut().find(|c| c.kind == kind) {
+                    c.replication = Some(replication);
+                }
+            });
+        }
     }
 
     pub fn snapshot(&self) -> NodeStatus {

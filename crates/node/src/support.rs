@@ -1,7 +1,7 @@
 //! Which parts of a design this build of webstack can run. Designs may already describe
 //! components that later work will build; `up` refuses those with a message naming them.
 
-use webstack_topology::{DatabaseRole, Design};
+use webstack_topology::Design;
 
 /// One thing a design needs that is not built yet, with where the design asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +30,6 @@ pub fn not_built_yet(design: &Design) -> Vec<NotBuilt> {
         if s.monitoring.is_some() {
             add("the monitoring agent", format!("servers.{}.monitoring", s.name));
         }
-        if let Some(db) = &s.database {
-            if let DatabaseRole::Replica { .. } = db.role {
-                add("database replication", format!("servers.{}.database.replica_of", s.name));
-            }
-        }
     }
     for f in &design.floating_ips {
         add("the floating IP (active-passive load balancers)", format!("floating_ips.{}", f.name));
@@ -56,6 +51,7 @@ mod tests {
         assert!(not_built_yet(&shipped("distributed")).is_empty());
         let secured: Vec<&str> = not_built_yet(&shipped("secured")).iter().map(|n| n.what).collect();
         assert!(secured.contains(&"HTTPS (TLS termination)") && secured.contains(&"the firewall"), "{secured:?}");
+        assert!(!secured.contains(&"database replication"));
         let scaled: Vec<String> = not_built_yet(&shipped("scaled")).iter().map(|n| n.to_string()).collect();
         assert!(scaled.contains(&"the floating IP (active-passive load balancers) (floating_ips.vip)".to_string()), "{scaled:?}");
     }

@@ -7,6 +7,7 @@
 //! Architecture invariant: the orchestrator runs no component itself; everything that
 //! serves traffic runs in a node process, so killing a node is losing that server.
 
+pub mod db;
 mod down;
 mod faults;
 mod health;

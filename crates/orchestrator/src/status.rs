@@ -85,7 +85,7 @@ pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord
             let health = if !alive {
                 Health { healthy: false, detail: "the server's process is not running".into() }
             } else {
-                probe(design, kind, listen, &host, reported.map(|c| c.state)).await
+                probe(design, kind, listen, &host, reported).await
             };
             components.push(ComponentReport {
                 kind: kind.to_string(),
@@ -108,7 +108,8 @@ pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord
     }
 }
 
-async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, state: Option<ComponentState>) -> Health {
+async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, reported: Option<&webstack_node::ComponentStatus>) -> Health {
+    let state = reported.map(|c| c.state);
     match kind {
         "dns" => probe_dns(listen, host).await,
         // The web server's own health path: its app servers have a probe of their own.
@@ -126,13 +127,39 @@ async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, stat
         }
         "database" => {
             let h = probe_mysql(listen).await;
-            match state {
-                Some(ComponentState::Ready) => h,
-                Some(other) if h.healthy => Health { healthy: false, detail: format!("answers, but the node reports it {other:?}") },
+            match (state, reported.and_then(|c| c.replication.as_ref())) {
+                (Some(ComponentState::Ready), Some(r)) if h.healthy => replication_health(r),
+                (Some(ComponentState::Ready), _) => h,
+                (Some(other), _) if h.healthy => Health { healthy: false, detail: format!("answers, but the node reports it {other:?}") },
                 _ => h,
             }
         }
         _ => Health { healthy: false, detail: format!("no probe for {kind}") },
+    }
+}
+
+/// A replica this far behind is still catching up, not serving.
+const CAUGHT_UP_MS: f64 = 5000.0;
+
+/// A replicated database is healthy when replication works: a primary while a replica
+/// acknowledges its writes (semi-sync on), a replica while it fetches and applies them.
+/// Until then, acknowledged writes are not yet protected, which `up` must not hide.
+fn replication_health(r: &webstack_database::ReplicationStatus) -> Health {
+    match r.role.as_str() {
+        "primary" if r.semi_sync.as_deref() == Some("on") => Health { healthy: true, detail: format!("primary at {}, semi-sync on", r.gtid_position) },
+        "primary" => Health { healthy: false, detail: format!("primary at {}, semi-sync off: no replica acknowledges writes", r.gtid_position) },
+        // A replica counts once it has caught up to a heartbeat: everything the primary
+        // set up at its start (users, grants, tables) has been applied by then.
+        "replica" if r.io_running == Some(true) && r.sql_running == Some(true) && r.lag_ms.is_some_and(|l| l < CAUGHT_UP_MS) => Health {
+            healthy: true,
+            detail: format!("replica at {}, lag {:.0} ms", r.gtid_position, r.lag_ms.unwrap_or_default()),
+        },
+        "replica" if r.io_running == Some(true) && r.sql_running == Some(true) => Health {
+            healthy: false,
+            detail: format!("replica catching up (at {}, lag {})", r.gtid_position, r.lag_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "unknown".into())),
+        },
+        "replica" => Health { healthy: false, detail: format!("replica not replicating: {}", r.last_error.clone().unwrap_or_else(|| "threads stopped".into())) },
+        other => Health { healthy: true, detail: format!("{other} at {} (read-only until rebuilt)", r.gtid_position) },
     }
 }
 

@@ -40,6 +40,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     crate::secrets::ensure_password(&layout.database_password())?;
+    crate::secrets::ensure_password(&layout.replication_password())?;
 
     // Nodes get the design as the user named it: a shipped name, or the file's absolute
     // path, so relative paths inside it keep working.

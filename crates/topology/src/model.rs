@@ -206,6 +206,8 @@ pub struct Tls {
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
     pub port: u16,
+    /// Reads go to a replica only while its lag is under this bound (else to the primary).
+    pub max_replica_lag: std::time::Duration,
     /// The server whose database component holds the app's data (MySQL storage only).
     pub database: Option<String>,
     pub storage: Storage,
@@ -224,6 +226,8 @@ pub enum Storage {
 pub struct Database {
     pub port: u16,
     pub role: DatabaseRole,
+    /// A primary's wait for a replica's acknowledgement before it goes on asynchronously.
+    pub semi_sync_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -335,6 +339,25 @@ impl Design {
                 }
             }
         }
+    }
+}
+
+impl Design {
+    /// The database cluster a server's database belongs to: its primary (as designed)
+    /// and the replicas of that primary, in design order.
+    pub fn database_cluster(&self, server: &str) -> Option<(String, Vec<String>)> {
+        let db = self.server(server)?.database.as_ref()?;
+        let primary = match &db.role {
+            DatabaseRole::Primary => server.to_string(),
+            DatabaseRole::Replica { of } => of.clone(),
+        };
+        let replicas = self
+            .servers
+            .iter()
+            .filter(|s| s.database.as_ref().is_some_and(|d| matches!(&d.role, DatabaseRole::Replica { of } if *of == primary)))
+            .map(|s| s.name.clone())
+            .collect();
+        Some((primary, replicas))
     }
 }
 

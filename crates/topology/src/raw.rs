@@ -138,6 +138,8 @@ pub struct RawApp {
     pub port: Option<Spanned<u16>>,
     pub database: Option<Spanned<String>>,
     pub storage: Option<Spanned<String>>,
+    /// Reads go to a replica only while its lag is under this bound.
+    pub max_replica_lag_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +148,9 @@ pub struct RawDatabase {
     pub port: Option<Spanned<u16>>,
     pub role: Option<Spanned<String>>,
     pub replica_of: Option<Spanned<String>>,
+    /// How long a primary waits for a replica's acknowledgement before it goes on
+    /// asynchronously.
+    pub semi_sync_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

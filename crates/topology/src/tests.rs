@@ -208,3 +208,10 @@ fn unknown_shipped_design_lists_the_shipped_ones() {
     let err = load("nosuchdesign").unwrap_err();
     assert!(err.to_string().contains("simple, distributed, secured, scaled"), "{err}");
 }
+
+#[test]
+fn two_primaries_are_refused() {
+    let src = format!("{GOOD}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ port = 3306 }}\n");
+    let p = expect_one(&src, 19, "servers.s2.database", "a second primary database (the first is on s1)");
+    assert!(p.hint.unwrap().contains("replica_of = \"s1\""));
+}

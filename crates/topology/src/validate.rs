@@ -52,7 +52,7 @@ pub fn parse_design(source: &str, file: &str, base_dir: &Path) -> Result<Design,
             message: e.message().trim().to_string(),
         }
     })?;
-    let mut v = Validator { source, problems: Vec::new(), base_dir, sqlite_keys: Vec::new() };
+    let mut v = Validator { source, problems: Vec::new(), base_dir, sqlite_keys: Vec::new(), primaries: Vec::new() };
     let design = v.design(raw);
     if v.problems.is_empty() {
         Ok(design)
@@ -75,6 +75,8 @@ struct Validator<'a> {
     base_dir: &'a Path,
     /// Where each app server asks for SQLite, for the check across servers.
     sqlite_keys: Vec<(String, Range<usize>)>,
+    /// Every primary database, for the one-primary check.
+    primaries: Vec<(String, Range<usize>)>,
 }
 
 /// What validation learns about the servers before it checks references between them.
@@ -520,7 +522,7 @@ impl Validator<'_> {
                 }
                 (None, Storage::Sqlite) => None,
             };
-            App { port: self.port(a.port, &format!("{key}.port"), DEFAULT_APP_PORT), database, storage }
+            App { port: self.port(a.port, &format!("{key}.port"), DEFAULT_APP_PORT), max_replica_lag: std::time::Duration::from_millis(a.max_replica_lag_ms.unwrap_or(1000)), database, storage }
         });
 
         let database = raw.database.map(|d| {
@@ -561,7 +563,23 @@ impl Validator<'_> {
                     DatabaseRole::Primary
                 }
             };
-            Database { port: self.port(d.port, &format!("{key}.port"), DEFAULT_DATABASE_PORT), role }
+            let semi_sync_timeout = match &d.semi_sync_timeout_ms {
+                Some(t) if *t.get_ref() == 0 => {
+                    self.problem(t.span(), format!("{key}.semi_sync_timeout_ms"), "0 would never wait for a replica",
+                        Some("give the wait in milliseconds, for example 1000".into()));
+                    std::time::Duration::from_millis(1000)
+                }
+                Some(t) => std::time::Duration::from_millis(*t.get_ref()),
+                None => std::time::Duration::from_millis(1000),
+            };
+            if let (Some(t), DatabaseRole::Replica { .. }) = (&d.semi_sync_timeout_ms, &role) {
+                self.problem(t.span(), format!("{key}.semi_sync_timeout_ms"), "a replica does not wait for acknowledgements; the primary does",
+                    Some("set semi_sync_timeout_ms on the primary's database".into()));
+            }
+            if role == DatabaseRole::Primary {
+                self.primaries.push((sname.clone(), dspan.clone()));
+            }
+            Database { port: self.port(d.port, &format!("{key}.port"), DEFAULT_DATABASE_PORT), role, semi_sync_timeout }
         });
 
         let firewall = raw.firewall.map(|f| Firewall { allow: f.into_inner().allow.into_iter().map(|a| a.into_inner()).collect() });
@@ -674,6 +692,15 @@ impl Validator<'_> {
     }
 
     fn cross_server_checks(&mut self, servers: &[Server]) {
+        // One primary per design: a second one would be a second, unrelated copy of the
+        // data that the app servers split their writes across.
+        if self.primaries.len() > 1 {
+            let first = self.primaries[0].0.clone();
+            for (name, span) in self.primaries.split_off(1) {
+                self.problem(span, format!("servers.{name}.database"), format!("a second primary database (the first is on {first})"),
+                    Some(format!("make it a replica: role = \"replica\", replica_of = \"{first}\"")));
+            }
+        }
         let app_servers = servers.iter().filter(|s| s.app.is_some()).count();
         if app_servers > 1 {
             for (key, span) in std::mem::take(&mut self.sqlite_keys) {

@@ -90,6 +90,11 @@ pub enum Commands {
     Pause { server: String, #[arg(long)] stack: Option<String> },
     /// Thaw a paused server (SIGCONT).
     Resume { server: String, #[arg(long)] stack: Option<String> },
+    /// The database cluster: status, promotion, rebuilding a replaced primary.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Inspect load balancers and change backends' admin states at runtime.
     Lb {
         #[command(subcommand)]
@@ -166,5 +171,26 @@ pub enum LbCommand {
         /// Only on this load balancer (default: every one that has the backend).
         #[arg(long)]
         lb: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Each database server: role, GTID position, replication lag, semi-sync state.
+    Status {
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// Promote a replica to primary without restarting the stack.
+    Promote {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// Rebuild a fenced former primary (or a replica) as a fresh replica of the primary.
+    Rebuild {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
     },
 }

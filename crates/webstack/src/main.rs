@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Commands, LbCommand};
+use cli::{Cli, Commands, DbCommand, LbCommand};
 use webstack_orchestrator as orchestrator;
 
 /// Exit codes: 0 success, 1 a failure while running, 2 a bad design or bad arguments
@@ -97,6 +97,26 @@ async fn run(cli: Cli) -> Result<()> {
         Commands::Start { server, stack } => fault(orchestrator::Fault::Start, &state_dir, stack.as_deref(), &server).await,
         Commands::Pause { server, stack } => fault(orchestrator::Fault::Pause, &state_dir, stack.as_deref(), &server).await,
         Commands::Resume { server, stack } => fault(orchestrator::Fault::Resume, &state_dir, stack.as_deref(), &server).await,
+        Commands::Db { command: DbCommand::Status { stack } } => {
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+            print!("{}", orchestrator::db::status(&design, &layout).await?);
+            Ok(())
+        }
+        Commands::Db { command: DbCommand::Promote { server, stack } } => {
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+            for line in orchestrator::db::promote(&design, &layout, &server).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Commands::Db { command: DbCommand::Rebuild { server, stack } } => {
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+            let exe = std::env::current_exe().context("cannot find the webstack binary")?;
+            for line in orchestrator::db::rebuild(&design, &layout, &state_dir, &exe, &server).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Commands::Lb { command: LbCommand::Status { stack, lb } } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
             print!("{}", orchestrator::lb::render(&design, lb.as_deref()).await?);

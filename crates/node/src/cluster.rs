@@ -1,0 +1,76 @@
+//! The database cluster's state at runtime. The design says which server is the primary;
+//! after `webstack db promote` another one is, and the old one may be fenced. That is
+//! kept in `cluster.json`, which database nodes read when they start and app servers
+//! watch to find the primary.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use webstack_database::{ReplicationRole, ReplicationSettings};
+use webstack_topology::Design;
+
+use crate::StackLayout;
+
+/// The replication user's name, the same on every database server.
+pub const REPLICATION_USER: &str = "repl";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterState {
+    /// The primary after the last promotion; `None` means the design's.
+    pub primary: Option<String>,
+    /// Former primaries replaced while down: read-only until rebuilt.
+    #[serde(default)]
+    pub fenced: Vec<String>,
+}
+
+impl ClusterState {
+    pub fn read(path: &Path) -> ClusterState {
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("cluster state serialises"))?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+/// The current primary of the cluster `server`'s database belongs to.
+pub fn current_primary(design: &Design, state: &ClusterState, server: &str) -> Option<String> {
+    let (designed, replicas) = design.database_cluster(server)?;
+    Some(match &state.primary {
+        Some(p) if *p == designed || replicas.contains(p) => p.clone(),
+        _ => designed,
+    })
+}
+
+/// The replication settings of a database server, or `None` for a database that has no
+/// replicas and is none.
+pub fn replication_settings(design: &Design, layout: &StackLayout, server: &str, password: String) -> Option<ReplicationSettings> {
+    let (designed, replicas) = design.database_cluster(server)?;
+    if replicas.is_empty() {
+        return None;
+    }
+    let state = ClusterState::read(&layout.cluster_file());
+    let primary = current_primary(design, &state, server)?;
+    let me = design.server(server)?;
+    let members: Vec<&str> = std::iter::once(designed.as_str()).chain(replicas.iter().map(String::as_str)).collect();
+    let role = if primary == server {
+        ReplicationRole::Primary {
+            replica_hosts: members.iter().filter(|m| **m != server).filter_map(|m| design.server(m)).map(|s| s.address).collect(),
+        }
+    } else if state.fenced.iter().any(|f| f == server) {
+        ReplicationRole::Fenced
+    } else {
+        let p = design.server(&primary)?;
+        ReplicationRole::Replica { primary: std::net::SocketAddr::new(p.address, p.database.as_ref()?.port) }
+    };
+    let primary_db = design.server(&designed)?.database.as_ref()?;
+    Some(ReplicationSettings {
+        server_id: webstack_database::replication::server_id(me.address),
+        role,
+        user: REPLICATION_USER.into(),
+        password,
+        semi_sync_timeout: primary_db.semi_sync_timeout,
+    })
+}

@@ -1,0 +1,165 @@
+//! `webstack db`: the database cluster's status, promoting a replica without restarting
+//! the stack, and rebuilding a replaced primary as a replica of the new one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use webstack_database::replication;
+use webstack_net::process::alive;
+use webstack_node::{current_primary, read_status, ClusterState, StackLayout};
+use webstack_topology::Design;
+
+use crate::faults::{apply, Fault};
+use crate::record::StackRecord;
+
+/// How long a promoted replica may take to apply what it already received.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn socket(layout: &StackLayout, server: &str) -> PathBuf {
+    layout.server_dir(server).join("database/mysqld.sock")
+}
+
+fn node_alive(layout: &StackLayout, server: &str) -> bool {
+    StackRecord::read(layout).ok().flatten().and_then(|r| r.nodes.into_iter().find(|n| n.server == server)).is_some_and(|n| alive(n.pid))
+}
+
+/// The database servers of the design, checking that `server` is one of them.
+fn cluster_of(design: &Design, server: &str) -> Result<(String, Vec<String>)> {
+    match design.server(server) {
+        None => bail!("the design has no server {server:?}"),
+        Some(s) if s.database.is_none() => bail!("server {server} runs no database"),
+        Some(_) => Ok(design.database_cluster(server).expect("it runs a database")),
+    }
+}
+
+/// A table of every database server: role, GTID position, lag, semi-sync state.
+pub async fn status(design: &Design, layout: &StackLayout) -> Result<String> {
+    let state = ClusterState::read(&layout.cluster_file());
+    let mut rows = vec![["SERVER".to_string(), "ROLE".into(), "GTID POSITION".into(), "LAG".into(), "SEMI-SYNC".into(), "REPLICATING".into(), "NOTE".into()]];
+    for s in design.servers.iter().filter(|s| s.database.is_some()) {
+        let live = if node_alive(layout, &s.name) {
+            match tokio::time::timeout(Duration::from_secs(3), async {
+                let mut conn = replication::root_conn(&socket(layout, &s.name)).await?;
+                let st = replication::status(&mut conn).await;
+                let _ = conn.disconnect().await;
+                st
+            })
+            .await
+            {
+                Ok(Ok(st)) => Ok(st),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer".to_string()),
+            }
+        } else {
+            Err("the server is down".to_string())
+        };
+        let fenced = state.fenced.contains(&s.name);
+        let row = match live {
+            Ok(st) => {
+                let replicating = match (st.io_running, st.sql_running) {
+                    (Some(io), Some(sql)) => format!("io {} sql {}", if io { "yes" } else { "NO" }, if sql { "yes" } else { "NO" }),
+                    _ => "-".into(),
+                };
+                let semi = match st.semi_sync.as_deref() {
+                    Some("off") => "off (async)".to_string(),
+                    Some(v) => v.to_string(),
+                    None => "-".into(),
+                };
+                [
+                    s.name.clone(),
+                    if fenced { "fenced".into() } else { st.role.clone() },
+                    st.gtid_position.clone(),
+                    st.lag_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "-".into()),
+                    semi,
+                    replicating,
+                    st.last_error.clone().unwrap_or_default(),
+                ]
+            }
+            Err(why) => {
+                let last = read_status(&layout.node_status(&s.name))
+                    .and_then(|n| n.components.into_iter().find(|c| c.kind == "database"))
+                    .and_then(|c| c.replication)
+                    .map(|r| format!("last seen as {} at {}", r.role, r.gtid_position))
+                    .unwrap_or_default();
+                [s.name.clone(), if fenced { "fenced".into() } else { "down".into() }, "-".into(), "-".into(), "-".into(), "-".into(), format!("{why} {last}").trim().to_string()]
+            }
+        };
+        rows.push(row);
+    }
+    Ok(crate::status::table(&rows))
+}
+
+/// Promotes a replica to primary while the stack runs: it applies everything it received,
+/// stops replicating and takes writes; the old primary is fenced read-only (now if it is
+/// alive, at its next start if not); the other replicas follow the new primary; the app
+/// servers find it through `cluster.json`.
+pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Result<Vec<String>> {
+    let (_, replicas) = cluster_of(design, server)?;
+    let mut state = ClusterState::read(&layout.cluster_file());
+    let old = current_primary(design, &state, server).expect("a database server has a cluster");
+    if old == server {
+        bail!("{server} is already the primary; promote one of its replicas ({})", replicas.join(", "));
+    }
+    if state.fenced.contains(&server.to_string()) {
+        bail!("{server} is fenced (a former primary); rebuild it first: `webstack db rebuild {server}`");
+    }
+    if !node_alive(layout, server) {
+        bail!("{server} is not running; start it first: `webstack start {server}`");
+    }
+    let mut said = Vec::new();
+    let position = replication::promote(&socket(layout, server), APPLY_TIMEOUT).await.with_context(|| format!("promoting {server}"))?;
+    said.push(format!("{server} applied everything it had received (GTID {position}) and now takes writes"));
+
+    let fenced_now = node_alive(layout, &old) && replication::fence(&socket(layout, &old)).await.is_ok();
+    said.push(if fenced_now {
+        format!("{old} (the old primary) is fenced: read-only now")
+    } else {
+        format!("{old} (the old primary) is down; it stays fenced (read-only) when it comes back, until `webstack db rebuild {old}`")
+    });
+    state.primary = Some(server.to_string());
+    if !state.fenced.contains(&old) {
+        state.fenced.push(old.clone());
+    }
+    let new_primary = design.server(server).expect("checked above");
+    let addr = std::net::SocketAddr::new(new_primary.address, new_primary.database.as_ref().expect("checked").port);
+    let password = std::fs::read_to_string(layout.replication_password()).context("the replication password is missing from the stack's secrets")?;
+    for r in replicas.iter().filter(|r| **r != server && !state.fenced.contains(r)) {
+        if !node_alive(layout, r) {
+            said.push(format!("{r} is down; it follows {server} when it starts"));
+            continue;
+        }
+        let mut conn = replication::root_conn(&socket(layout, r)).await.with_context(|| format!("connecting to {r}"))?;
+        replication::start_replicating(&mut conn, addr, webstack_node::REPLICATION_USER, password.trim()).await.with_context(|| format!("repointing {r}"))?;
+        said.push(format!("{r} now replicates from {server}"));
+    }
+    state.write(&layout.cluster_file()).context("cannot write cluster.json")?;
+    said.push("the app servers send writes to the new primary within a second".into());
+    Ok(said)
+}
+
+/// Rebuilds a fenced former primary (or any replica) from scratch as a replica of the
+/// current primary: its server is stopped, its data directory removed, and it starts
+/// again, replicating everything from the new primary's binary log.
+pub async fn rebuild(design: &Design, layout: &StackLayout, state_dir: &Path, exe: &Path, server: &str) -> Result<Vec<String>> {
+    cluster_of(design, server)?;
+    let mut state = ClusterState::read(&layout.cluster_file());
+    let primary = current_primary(design, &state, server).expect("a database server has a cluster");
+    if primary == server {
+        bail!("{server} is the primary; rebuild a replica or a fenced former primary");
+    }
+    let mut said = Vec::new();
+    if node_alive(layout, server) {
+        said.push(apply(Fault::Stop, design, layout, state_dir, exe, server).await?);
+    }
+    let data = layout.server_dir(server).join("database/data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("cannot remove {}", data.display()))?;
+    }
+    said.push(format!("removed {}'s data directory", server));
+    state.fenced.retain(|f| f != server);
+    state.write(&layout.cluster_file()).context("cannot write cluster.json")?;
+    said.push(apply(Fault::Start, design, layout, state_dir, exe, server).await?);
+    said.push(format!("{server} replicates from {primary}"));
+    Ok(said)
+}
