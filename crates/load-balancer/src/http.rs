@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use webstack_net::http::{forwarded_headers, remove_hop_by_hop, request_id, text, Body, BoxError};
+use webstack_net::http::{forwarded_headers, remove_hop_by_hop, request_id, root_cause, text, Body, BoxError};
 use webstack_topology::LbTimeouts;
 
 use crate::pool::{BackendPool, Lease, NoBackend};
@@ -113,13 +113,6 @@ impl HttpProxy {
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
 
 /// The backend's response, with the lease held until its body is done, so the backend
 /// counts as busy (for leastconn and maxconn) for exactly as long as it is.

@@ -162,3 +162,13 @@ pub fn request_id(incoming: Option<&HeaderValue>) -> String {
     h.write_u64(a);
     format!("{:016x}{:016x}", a, h.finish())
 }
+
+/// The innermost cause of an error, which is what a person needs in a 502 message
+/// (`connection refused`, not `client error (Connect)`).
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -63,7 +63,7 @@ async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, St
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: webstack-probe\r\nConnection: close\r\n\r\n").as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         let mut n = 0;
         while n < 12 {
             let read = s.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;

@@ -79,7 +79,7 @@ fn component_lines(s: &Server) -> Vec<String> {
     }
     if let Some(w) = &s.web {
         let tls = w.tls.as_ref().map(|t| format!(", HTTPS :{}", t.port)).unwrap_or_default();
-        let local = if w.upstreams.iter().any(|u| *u == s.name) { " → local app" } else { "" };
+        let local = if w.upstreams.contains(&s.name) { " → local app" } else { "" };
         lines.push(format!("web server :{}{tls}{local}", w.port));
     }
     if let Some(a) = &s.app {

@@ -64,6 +64,14 @@ impl Stack {
             .expect("the webstack binary runs")
     }
 
+    /// Runs the webstack binary and returns what it printed, failing the test (with its
+    /// error output) if it did not succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "webstack {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn status(&self) -> Value {
         let out = self.run(&["status", "--json"]);
         assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -125,13 +133,7 @@ impl Drop for Stack {
     }
 }
 
-/// True if the process exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
+pub use webstack_net::process::alive;
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after
 /// `patience`. For facts that become true eventually, instead of sleeping.

@@ -359,7 +359,7 @@ impl Validator<'_> {
                     Some("list the servers whose web servers take the traffic: backends = [\"web1\", \"web2\"]".into()));
             }
             let names = self.references(&lb.backends, &format!("{key}.backends"), facts, |f| f.has_web, "runs no web server to balance to");
-            for (name, _) in &lb.weights {
+            for name in lb.weights.keys() {
                 if !names.contains(name.get_ref()) && lb.backends.iter().all(|b| b.get_ref() != name.get_ref()) {
                     self.problem(name.span(), format!("{key}.weights"), format!("{:?} is not one of the backends", name.get_ref()),
                         Some("give weights only to servers listed in backends".into()));

@@ -12,7 +12,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use webstack_net::http::{forwarded_headers, remove_hop_by_hop, text, Body};
+use webstack_net::http::{forwarded_headers, remove_hop_by_hop, root_cause, text, Body};
 
 /// Timeouts and limits of the proxy. The defaults follow nginx's.
 #[derive(Debug, Clone)]
@@ -113,13 +113,6 @@ impl Proxy {
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
 
 fn strip_response(resp: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();

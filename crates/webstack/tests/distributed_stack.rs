@@ -32,11 +32,6 @@ fn backend(stack: &Stack, name: &str) -> Value {
     all.as_array().unwrap().iter().find(|b| b["name"] == name).cloned().unwrap()
 }
 
-fn webstack(stack: &Stack, args: &[&str]) -> String {
-    let out = stack.run(args);
-    assert!(out.status.success(), "webstack {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn load_balancer_shares_fails_over_and_recovers() {
@@ -49,7 +44,7 @@ fn load_balancer_shares_fails_over_and_recovers() {
     assert_eq!((r["served_by"]["server1"].as_u64(), r["served_by"]["server2"].as_u64()), (Some(100), Some(100)), "{r:#}");
 
     // Kill server2 under load: not one GET fails, and the load balancer marks it down.
-    let mut load = Command::new(BIN)
+    let load = Command::new(BIN)
         .args(["bench", "--json", "-d", "4", "-c", "8"])
         .env("WEBSTACK_STATE_DIR", stack.state_dir())
         .stdout(std::process::Stdio::piped())
@@ -57,7 +52,7 @@ fn load_balancer_shares_fails_over_and_recovers() {
         .unwrap();
     let before = backend(&stack, "server2")["requests"].as_u64().unwrap();
     eventually(Duration::from_secs(10), "the load reaches server2", || (backend(&stack, "server2")["requests"].as_u64().unwrap() > before + 20).then_some(()));
-    webstack(&stack, &["kill", "server2"]);
+    stack.ok(&["kill", "server2"]);
     let killed = Instant::now();
     eventually(DOWN_BOUND + SLACK, "server2 is marked down within fall × interval + timeout", || (backend(&stack, "server2")["up"] == false).then_some(()));
     let detected = killed.elapsed();
@@ -68,7 +63,7 @@ fn load_balancer_shares_fails_over_and_recovers() {
     eprintln!("server2 marked down {detected:?} after the kill (bound {DOWN_BOUND:?})");
 
     // Started again, it rejoins after rise × interval and takes its share.
-    webstack(&stack, &["start", "server2"]);
+    stack.ok(&["start", "server2"]);
     let started = Instant::now();
     eventually(UP_BOUND + SLACK + Duration::from_secs(1), "server2 rejoins within rise × interval", || (backend(&stack, "server2")["up"] == true).then_some(()));
     eprintln!("server2 back up {:?} after its start finished (bound {UP_BOUND:?})", started.elapsed());
@@ -77,19 +72,19 @@ fn load_balancer_shares_fails_over_and_recovers() {
 
     // A paused server hangs instead of refusing: its checks time out, it is taken out,
     // and requests go to the healthy one.
-    webstack(&stack, &["pause", "server1"]);
+    stack.ok(&["pause", "server1"]);
     eventually(DOWN_BOUND + SLACK, "paused server1 is marked down", || (backend(&stack, "server1")["up"] == false).then_some(()));
     let r = bench(&stack, &["-n", "20", "-c", "2", "http://www.foobar.com:8080/static/style.css"]);
     assert_eq!((r["ok"].as_u64(), r["served_by"]["server2"].as_u64()), (Some(20), None), "{r:#}");
-    webstack(&stack, &["resume", "server1"]);
+    stack.ok(&["resume", "server1"]);
     eventually(UP_BOUND + SLACK + Duration::from_secs(2), "resumed server1 rejoins", || (backend(&stack, "server1")["up"] == true).then_some(()));
 
     // Drain: no new requests.
-    assert!(webstack(&stack, &["lb", "set", "server1", "drain"]).contains("Drain"));
+    assert!(stack.ok(&["lb", "set", "server1", "drain"]).contains("Drain"));
     let r = bench(&stack, &["-n", "20", "-c", "2"]);
     assert_eq!(r["served_by"]["server2"].as_u64(), Some(20), "{r:#}");
-    assert!(webstack(&stack, &["lb", "status"]).contains("DRAIN"));
-    webstack(&stack, &["lb", "set", "server1", "ready"]);
+    assert!(stack.ok(&["lb", "status"]).contains("DRAIN"));
+    stack.ok(&["lb", "set", "server1", "ready"]);
     let bad = stack.run(&["lb", "set", "server1", "sleepy"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a backend state"));
 }
@@ -101,7 +96,7 @@ fn posts_during_a_kill_are_never_applied_twice() {
     let mut acknowledged = Vec::new();
     for i in 0..30 {
         if i == 10 {
-            webstack(&stack, &["kill", "server2"]);
+            stack.ok(&["kill", "server2"]);
         }
         let body = format!(r#"{{"author":"test","message":"post-{i}"}}"#);
         let r = request(lb, "POST", "www.foobar.com", "/api/messages", &[("Content-Type", "application/json")], body.as_bytes());

@@ -35,11 +35,6 @@ fn replication(stack: &Stack, server: &str) -> Value {
     v["components"].as_array().into_iter().flatten().find(|c| c["kind"] == "database").map(|c| c["replication"].clone()).unwrap_or_default()
 }
 
-fn webstack(stack: &Stack, args: &[&str]) -> String {
-    let out = stack.run(args);
-    assert!(out.status.success(), "webstack {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn replica_serves_reads_refuses_writes_and_catches_up_after_a_crash() {
@@ -88,7 +83,7 @@ fn replica_serves_reads_refuses_writes_and_catches_up_after_a_crash() {
     }
     let st = replication(&stack, "server2");
     assert_eq!(st["role"], "replica", "{st}");
-    let status = webstack(&stack, &["db", "status"]);
+    let status = stack.ok(&["db", "status"]);
     assert!(status.contains("replica") && status.contains("io yes sql yes"), "{status}");
 }
 
@@ -98,7 +93,7 @@ fn promoting_the_replica_loses_no_acknowledged_write() {
     let mut acknowledged = Vec::new();
     for i in 0..40 {
         if i == 25 {
-            webstack(&stack, &["kill", "server1"]);
+            stack.ok(&["kill", "server1"]);
         }
         let m = format!("w-{i}");
         if post(&stack, &m) == 201 {
@@ -106,7 +101,7 @@ fn promoting_the_replica_loses_no_acknowledged_write() {
         }
     }
     assert!(acknowledged.len() >= 25, "{acknowledged:?}");
-    let said = webstack(&stack, &["db", "promote", "server2"]);
+    let said = stack.ok(&["db", "promote", "server2"]);
     assert!(said.contains("now takes writes") && said.contains("fenced"), "{said}");
 
     let (list, by) = eventually(Duration::from_secs(10), "reads come from the new primary", || {
@@ -118,7 +113,7 @@ fn promoting_the_replica_loses_no_acknowledged_write() {
 
     // New writes through the app succeed on the new primary.
     eventually(Duration::from_secs(10), "a write after the promotion succeeds", || (post(&stack, "after-promotion") == 201).then_some(()));
-    let status = webstack(&stack, &["db", "status"]);
+    let status = stack.ok(&["db", "status"]);
     assert!(status.lines().any(|l| l.starts_with("server2") && l.contains("primary")), "{status}");
     assert!(status.lines().any(|l| l.starts_with("server1") && l.contains("fenced")), "{status}");
 
@@ -131,7 +126,7 @@ fn promoting_the_replica_loses_no_acknowledged_write() {
     assert!(String::from_utf8_lossy(&fenced.stderr).contains("fenced"));
 
     // The old primary comes back only as a rebuilt replica of the new one.
-    let rebuilt = webstack(&stack, &["db", "rebuild", "server1"]);
+    let rebuilt = stack.ok(&["db", "rebuild", "server1"]);
     assert!(rebuilt.contains("server1 replicates from server2"), "{rebuilt}");
     eventually(Duration::from_secs(60), "the rebuilt server1 has every message", || {
         let st = replication(&stack, "server1");
@@ -143,13 +138,13 @@ fn promoting_the_replica_loses_no_acknowledged_write() {
 fn semi_sync_falling_back_to_async_is_visible() {
     let stack = Stack::up(BIN.as_ref(), "distributed");
     eventually(Duration::from_secs(10), "semi-sync is on", || (replication(&stack, "server1")["semi_sync"] == "on").then_some(()));
-    webstack(&stack, &["stop", "server2"]);
+    stack.ok(&["stop", "server2"]);
     // The write waits for the timeout (1 s in the design), then is acknowledged anyway.
     assert_eq!(post(&stack, "while-alone"), 201);
     eventually(Duration::from_secs(10), "the primary reports async", || (replication(&stack, "server1")["semi_sync"] == "off").then_some(()));
-    assert!(webstack(&stack, &["db", "status"]).contains("off (async)"));
-    let log = webstack(&stack, &["logs", "server1"]);
+    assert!(stack.ok(&["db", "status"]).contains("off (async)"));
+    let log = stack.ok(&["logs", "server1"]);
     assert!(log.contains("WARNING: semi-synchronous replication fell back to asynchronous"), "{log}");
-    webstack(&stack, &["start", "server2"]);
+    stack.ok(&["start", "server2"]);
     eventually(Duration::from_secs(30), "semi-sync is back on", || (replication(&stack, "server1")["semi_sync"] == "on").then_some(()));
 }
