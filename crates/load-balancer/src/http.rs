@@ -47,9 +47,14 @@ impl HttpProxy {
         let rid = request_id(req.headers().get("x-request-id"));
         let (parts, body) = req.into_parts();
         // A body that does not frame correctly (bad chunk sizes, a short Content-Length)
-        // ends here with a 400; nothing of it reaches a backend.
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(b) => b.to_bytes(),
+        // ends here with a 400; nothing of it reaches a backend. Most requests have none.
+        let body = if body.is_end_stream() {
+            Ok(Bytes::new())
+        } else {
+            Limited::new(body, MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes())
+        };
+        let body = match body {
+            Ok(b) => b,
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("413 Payload Too Large: the load balancer takes bodies up to {MAX_BODY_BYTES} bytes"));
             }

@@ -198,28 +198,29 @@ impl BackendPool {
     /// One attempt: `QueueTimeout` here means "all busy, worth waiting".
     fn try_acquire(self: &Arc<Self>, client: IpAddr, exclude: &[usize]) -> Result<Lease, NoBackend> {
         let mut selector = self.selector.lock().expect("selector lock");
-        let states: Vec<(bool, AdminState)> = self.backends.iter().map(|b| {
-            let s = b.state.lock().expect("backend lock");
-            (s.health.is_up(), s.admin)
-        }).collect();
-        let any_up = states.iter().enumerate().any(|(i, (up, admin))| *up && *admin == AdminState::Ready && !exclude.contains(&i));
+        let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(self.backends.len());
+        let mut any_up = false;
+        for (i, b) in self.backends.iter().enumerate() {
+            let (up, admin) = {
+                let s = b.state.lock().expect("backend lock");
+                (s.health.is_up(), s.admin)
+            };
+            let usable = admin == AdminState::Ready && !exclude.contains(&i);
+            any_up |= up && usable;
+            let active = b.active.load(Ordering::Acquire);
+            // `eligible` is settled below, once it is known whether any backend is up.
+            candidates.push(Candidate { name: &b.config.name, weight: b.config.weight, active, eligible: usable && up, backup: b.config.backup });
+        }
         // Fail-open: with every backend down, try the ready ones anyway rather than
         // refuse; a health check can be wrong where real traffic is not.
         let fail_open = !any_up && self.when_all_down == WhenAllDown::FailOpen;
         let mut busy = false;
-        let candidates: Vec<Candidate<'_>> = self
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let (up, admin) = states[i];
-                let active = b.active.load(Ordering::Acquire);
-                let below_max = self.maxconn.is_none_or(|m| active < m);
-                let usable = (up || fail_open) && admin == AdminState::Ready && !exclude.contains(&i);
-                busy |= usable && !below_max;
-                Candidate { name: &b.config.name, weight: b.config.weight, active, eligible: usable && below_max, backup: b.config.backup }
-            })
-            .collect();
+        for (i, c) in candidates.iter_mut().enumerate() {
+            let usable = c.eligible || (fail_open && self.is_ready(i) && !exclude.contains(&i));
+            let below_max = self.maxconn.is_none_or(|m| c.active < m);
+            busy |= usable && !below_max;
+            c.eligible = usable && below_max;
+        }
         match selector.pick(&candidates, client) {
             Some(index) => {
                 self.backends[index].active.fetch_add(1, Ordering::AcqRel);
@@ -229,6 +230,10 @@ impl BackendPool {
             None if busy => Err(NoBackend::QueueTimeout),
             None => Err(NoBackend::NoneAvailable),
         }
+    }
+
+    fn is_ready(&self, index: usize) -> bool {
+        self.backends[index].state.lock().expect("backend lock").admin == AdminState::Ready
     }
 
     /// Records an active check's result.
