@@ -134,8 +134,39 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         said.push(format!("{r} now replicates from {server}"));
     }
     state.write(&layout.cluster_file()).context("cannot write cluster.json")?;
-    said.push("the app servers send writes to the new primary within a second".into());
+    said.push(wait_for_app_servers(design, layout, server).await);
     Ok(said)
+}
+
+/// Waits (a few seconds at most) until every running app server of the cluster reports
+/// the new primary in its `/health`, and says how that went.
+async fn wait_for_app_servers(design: &Design, layout: &StackLayout, primary: &str) -> String {
+    let apps: Vec<(String, std::net::SocketAddr)> = design
+        .servers
+        .iter()
+        .filter(|s| s.app.as_ref().is_some_and(|a| a.database.as_deref().is_some_and(|d| design.database_cluster(d).is_some_and(|(p, r)| p == primary || r.iter().any(|x| x == primary)))))
+        .filter(|s| node_alive(layout, &s.name))
+        .map(|s| (s.name.clone(), std::net::SocketAddr::new(s.address, s.app.as_ref().expect("filtered").port)))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut pending = apps.clone();
+    while !pending.is_empty() && std::time::Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (name, addr) in pending {
+            if !crate::health::app_reports_database(addr, primary).await {
+                still.push((name, addr));
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if pending.is_empty() {
+        format!("app servers {} now write to {primary}", apps.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))
+    } else {
+        format!("app servers {} have not switched to {primary} yet; they read cluster.json every 250 ms", pending.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))
+    }
 }
 
 /// Rebuilds a fenced former primary (or any replica) from scratch as a replica of the

@@ -57,6 +57,21 @@ pub async fn probe_lb(stats: SocketAddr) -> Health {
     }
 }
 
+/// True if the built-in app at `addr` reports `database` as its primary in `/health`.
+pub async fn app_reports_database(addr: SocketAddr, database: &str) -> bool {
+    let io = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: webstack\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, io).await {
+        Ok(Some(text)) => text.contains(&format!("\"database\":\"{database}\"")),
+        _ => false,
+    }
+}
+
 async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
     let io = async {
         let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
