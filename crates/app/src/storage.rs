@@ -282,10 +282,8 @@ impl Storage {
             match &self.backend {
                 Backend::MySql(cluster) => {
                     for m in cluster.fresh_replicas() {
-                        if let Ok(Ok(rows)) = tokio::time::timeout(Duration::from_secs(1), read_from(m, limit, after_gtid)).await {
-                            if let Some(rows) = rows {
-                                return Ok((rows, m.name.clone()));
-                            }
+                        if let Ok(Ok(Some(rows))) = tokio::time::timeout(Duration::from_secs(1), read_from(m, limit, after_gtid)).await {
+                            return Ok((rows, m.name.clone()));
                         }
                     }
                     let primary = cluster.primary_member();

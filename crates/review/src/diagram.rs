@@ -129,36 +129,45 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A box of the drawing: a server, a floating IP, the user or DNS.
+struct Node<'a> {
+    id: String,
+    row: usize,
+    title: String,
+    lines: Vec<String>,
+    server: Option<&'a Server>,
+}
+
 /// The SVG drawing. `health`, for a running stack, colours each server: true healthy,
 /// false failing; servers it does not name are drawn neutral.
 pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
-    // Node ids with their row, title, lines.
-    let mut nodes: Vec<(String, usize, String, Vec<String>, Option<&Server>)> = vec![
-        (USER.into(), 0, "user".into(), vec!["browser or curl".into()], None),
-        (DNS.into(), 0, format!("DNS {}", design.domain), vec![format!("{}:{}", design.dns.address, design.dns.port), design.dns.records.iter().map(|r| format!("{} A", design.fqdn(&r.name))).collect::<Vec<_>>().join(", ")], None),
+    let node = |id: &str, row, title: String, lines: Vec<String>, server| Node { id: id.to_string(), row, title, lines, server };
+    let mut nodes: Vec<Node<'_>> = vec![
+        node(USER, 0, "user".into(), vec!["browser or curl".into()], None),
+        node(DNS, 0, format!("DNS {}", design.domain), vec![format!("{}:{}", design.dns.address, design.dns.port), design.dns.records.iter().map(|r| format!("{} A", design.fqdn(&r.name))).collect::<Vec<_>>().join(", ")], None),
     ];
     for f in &design.floating_ips {
-        nodes.push((f.name.clone(), 1, format!("floating IP {}", f.name), vec![f.address.to_string(), format!("held by {}", f.servers.join(" / "))], None));
+        nodes.push(node(&f.name, 1, format!("floating IP {}", f.name), vec![f.address.to_string(), format!("held by {}", f.servers.join(" / "))], None));
     }
     for s in &design.servers {
-        nodes.push((s.name.clone(), row_of(s), format!("{}  {}", s.name, s.address), component_lines(s), Some(s)));
+        nodes.push(node(&s.name, row_of(s), format!("{}  {}", s.name, s.address), component_lines(s), Some(s)));
     }
     let rows: Vec<usize> = {
-        let mut r: Vec<usize> = nodes.iter().map(|n| n.1).collect();
+        let mut r: Vec<usize> = nodes.iter().map(|n| n.row).collect();
         r.sort();
         r.dedup();
         r
     };
-    let width_of_row = |row: usize| nodes.iter().filter(|n| n.1 == row).count() as f64 * (BOX_W + GAP_X) - GAP_X;
+    let width_of_row = |row: usize| nodes.iter().filter(|n| n.row == row).count() as f64 * (BOX_W + GAP_X) - GAP_X;
     let canvas_w = rows.iter().map(|r| width_of_row(*r)).fold(0.0, f64::max) + 2.0 * MARGIN;
     let mut placed: HashMap<String, Placed> = HashMap::new();
     let mut y = MARGIN + 24.0;
     for row in &rows {
-        let in_row: Vec<&(String, usize, String, Vec<String>, Option<&Server>)> = nodes.iter().filter(|n| n.1 == *row).collect();
-        let row_h = in_row.iter().map(|n| 34.0 + n.3.len() as f64 * LINE_H).fold(0.0, f64::max);
+        let in_row: Vec<&Node<'_>> = nodes.iter().filter(|n| n.row == *row).collect();
+        let row_h = in_row.iter().map(|n| 34.0 + n.lines.len() as f64 * LINE_H).fold(0.0, f64::max);
         let mut x = (canvas_w - width_of_row(*row)) / 2.0;
         for n in in_row {
-            placed.insert(n.0.clone(), Placed { x, y, w: BOX_W, h: 34.0 + n.3.len() as f64 * LINE_H });
+            placed.insert(n.id.clone(), Placed { x, y, w: BOX_W, h: 34.0 + n.lines.len() as f64 * LINE_H });
             x += BOX_W + GAP_X;
         }
         y += row_h + GAP_Y;
@@ -195,7 +204,7 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
         let (lx, ly) = if (y1 - y2).abs() < 1.0 { ((x1 + x2) / 2.0, if x2 > x1 { y1 - 5.0 } else { y1 + 14.0 }) } else { ((x1 + x2) / 2.0 + 4.0, (y1 + y2) / 2.0 - 3.0) };
         let _ = writeln!(out, "<text x=\"{lx:.0}\" y=\"{ly:.0}\" fill=\"#444\" font-size=\"11\" text-anchor=\"middle\">{}</text>", escape(&e.label));
     }
-    for (id, _, title, lines, server) in &nodes {
+    for Node { id, title, lines, server, .. } in &nodes {
         let p = &placed[id];
         let fill = match (server, health.get(id)) {
             (_, Some(true)) => "#d6efd6",

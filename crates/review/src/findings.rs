@@ -87,7 +87,7 @@ pub fn review(design: &Design, mix: &Mix) -> Vec<Finding> {
     security(design, &mut out);
     operations(design, &mut out);
     out.push(bottleneck(design, mix));
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
 
@@ -183,14 +183,14 @@ fn security(design: &Design, out: &mut Vec<Finding>) {
         if s.firewall.is_some() {
             continue;
         }
-        if s.database.is_some() {
+        if let Some(db) = &s.database {
             out.push(Finding {
                 kind: Kind::ExposedDatabase,
                 severity: Severity::High,
                 title: format!("the database on {} is reachable from outside", s.name),
                 servers: vec![s.name.clone()],
                 components: vec!["database".into()],
-                why: format!("Nothing stops a client from connecting to {}:{} directly: one leaked password, or one unpatched bug, is a data breach.", s.address, s.database.as_ref().unwrap().port),
+                why: format!("Nothing stops a client from connecting to {}:{} directly: one leaked password, or one unpatched bug, is a data breach.", s.address, db.port),
                 fix: format!("add [servers.{}.firewall]: the database then only accepts the app servers", s.name),
             });
         }
