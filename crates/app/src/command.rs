@@ -73,7 +73,10 @@ pub async fn supervise(cmd: AppCommand, shutdown: CancellationToken, on_start: i
 }
 
 fn spawn(cmd: &AppCommand) -> std::io::Result<Child> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&cmd.log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cmd.log)?;
     let mut c = Command::new(&cmd.argv[0]);
     c.args(&cmd.argv[1..])
         .current_dir(&cmd.dir)

@@ -15,9 +15,18 @@ use crate::storage::Storage;
 
 /// The static files of the codebase (its `public/` folder), served by the web server.
 pub const PUBLIC_FILES: &[(&str, &[u8])] = &[
-    ("static/style.css", include_bytes!("../codebase/foobar/public/static/style.css")),
-    ("robots.txt", include_bytes!("../codebase/foobar/public/robots.txt")),
-    ("favicon.svg", include_bytes!("../codebase/foobar/public/favicon.svg")),
+    (
+        "static/style.css",
+        include_bytes!("../codebase/foobar/public/static/style.css"),
+    ),
+    (
+        "robots.txt",
+        include_bytes!("../codebase/foobar/public/robots.txt"),
+    ),
+    (
+        "favicon.svg",
+        include_bytes!("../codebase/foobar/public/favicon.svg"),
+    ),
 ];
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,37 +53,75 @@ impl Foobar {
             (&Method::GET | &Method::HEAD, "/health") => self.health().await,
             (&Method::GET | &Method::HEAD, "/api/messages") => self.list(after.as_deref()).await,
             (&Method::POST, "/api/messages") => self.post(req).await,
-            (_, "/" | "/health" | "/api/messages") => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here"),
+            (_, "/" | "/health" | "/api/messages") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+            }
             _ => error(StatusCode::NOT_FOUND, "no such page"),
         };
-        resp.headers_mut().insert("x-served-by", HeaderValue::from_str(&self.server_name).expect("server names are ASCII"));
+        resp.headers_mut().insert(
+            "x-served-by",
+            HeaderValue::from_str(&self.server_name).expect("server names are ASCII"),
+        );
         resp
     }
 
     async fn health(&self) -> Response<Body> {
         let primary = self.storage.primary_name();
         match self.storage.ping().await {
-            Ok(()) => json_response(StatusCode::OK, json!({"status": "ok", "server": self.server_name, "database": primary, "database_reachable": true})),
-            Err(e) => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "degraded", "server": self.server_name, "database": primary, "database_reachable": false, "error": e.to_string()})),
+            Ok(()) => json_response(
+                StatusCode::OK,
+                json!({"status": "ok", "server": self.server_name, "database": primary, "database_reachable": true}),
+            ),
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "degraded", "server": self.server_name, "database": primary, "database_reachable": false, "error": e.to_string()}),
+            ),
         }
     }
 
     async fn list(&self, after: Option<&str>) -> Response<Body> {
         match self.storage.list_messages(LIST_LIMIT, after).await {
-            Ok((messages, answered)) => with_database(json_response(StatusCode::OK, json!({"messages": messages})), &answered),
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("the database is unavailable: {e}")),
+            Ok((messages, answered)) => with_database(
+                json_response(StatusCode::OK, json!({"messages": messages})),
+                &answered,
+            ),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the database is unavailable: {e}"),
+            ),
         }
     }
 
     async fn post(&self, req: Request<Incoming>) -> Response<Body> {
-        let form = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.starts_with("application/x-www-form-urlencoded")).unwrap_or(false);
-        let is_json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.starts_with("application/json")).unwrap_or(false);
+        let form = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.starts_with("application/x-www-form-urlencoded"))
+            .unwrap_or(false);
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.starts_with("application/json"))
+            .unwrap_or(false);
         if !form && !is_json {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send application/json like {\"author\": \"ada\", \"message\": \"hello\"}");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send application/json like {\"author\": \"ada\", \"message\": \"hello\"}",
+            );
         }
-        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is limited to {MAX_BODY_BYTES} bytes")),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the body is limited to {MAX_BODY_BYTES} bytes"),
+                )
+            }
         };
         let new: NewMessage = if form {
             let mut author = None;
@@ -96,32 +143,55 @@ impl Foobar {
                 Err(e) => return error(StatusCode::BAD_REQUEST, &format!("the body is not a message: {e}; send {{\"author\": \"ada\", \"message\": \"hello\"}}")),
             }
         };
-        let author = new.author.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).unwrap_or_else(|| "anonymous".into());
+        let author = new
+            .author
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "anonymous".into());
         let message = new.message.trim().to_string();
         if message.is_empty() {
             return error(StatusCode::BAD_REQUEST, "the message is empty");
         }
-        if message.chars().count() > MAX_MESSAGE_CHARS || author.chars().count() > MAX_AUTHOR_CHARS {
+        if message.chars().count() > MAX_MESSAGE_CHARS || author.chars().count() > MAX_AUTHOR_CHARS
+        {
             return error(StatusCode::BAD_REQUEST, &format!("messages are at most {MAX_MESSAGE_CHARS} characters and authors {MAX_AUTHOR_CHARS}"));
         }
-        match self.storage.add_message(&author, &message, &self.server_name).await {
+        match self
+            .storage
+            .add_message(&author, &message, &self.server_name)
+            .await
+        {
             Ok(written) => {
                 let mut resp = if form {
-                    Response::builder().status(StatusCode::SEE_OTHER).header(LOCATION, "/").body(full("")).unwrap()
+                    Response::builder()
+                        .status(StatusCode::SEE_OTHER)
+                        .header(LOCATION, "/")
+                        .body(full(""))
+                        .unwrap()
                 } else {
                     json_response(StatusCode::CREATED, json!(written.message))
                 };
                 // Read-your-writes: this client's next reads wait for this transaction on a
                 // replica, or go to the primary.
-                if let Some(gtid) = written.gtid.as_deref().and_then(|g| HeaderValue::from_str(g).ok()) {
+                if let Some(gtid) = written
+                    .gtid
+                    .as_deref()
+                    .and_then(|g| HeaderValue::from_str(g).ok())
+                {
                     resp.headers_mut().insert("x-last-write-gtid", gtid.clone());
-                    if let Ok(cookie) = HeaderValue::from_str(&format!("{GTID_COOKIE}={}; Path=/; Max-Age=300; HttpOnly", gtid.to_str().unwrap_or_default())) {
+                    if let Ok(cookie) = HeaderValue::from_str(&format!(
+                        "{GTID_COOKIE}={}; Path=/; Max-Age=300; HttpOnly",
+                        gtid.to_str().unwrap_or_default()
+                    )) {
                         resp.headers_mut().insert(SET_COOKIE, cookie);
                     }
                 }
                 with_database(resp, &self.storage.primary_name())
             }
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("the message was not saved: {e}")),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the message was not saved: {e}"),
+            ),
         }
     }
 
@@ -136,11 +206,22 @@ impl Foobar {
                 answered = by;
                 let items: String = messages
                     .iter()
-                    .map(|m| format!("<li><div>{}</div><div class=\"meta\">{} · #{} · via {}</div></li>", escape_html(&m.message), escape_html(&m.author), m.id, escape_html(&m.served_by)))
+                    .map(|m| {
+                        format!(
+                            "<li><div>{}</div><div class=\"meta\">{} · #{} · via {}</div></li>",
+                            escape_html(&m.message),
+                            escape_html(&m.author),
+                            m.id,
+                            escape_html(&m.served_by)
+                        )
+                    })
                     .collect();
                 format!("<ul class=\"messages\">{items}</ul>")
             }
-            Err(e) => format!("<p><strong>The database is unavailable:</strong> {}</p>", escape_html(&e.to_string())),
+            Err(e) => format!(
+                "<p><strong>The database is unavailable:</strong> {}</p>",
+                escape_html(&e.to_string())
+            ),
         };
         let page = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>foobar</title>\
@@ -151,7 +232,13 @@ impl Foobar {
             server = escape_html(&self.server_name),
             db = escape_html(&answered),
         );
-        with_database(Response::builder().header(CONTENT_TYPE, "text/html; charset=utf-8").body(full(page)).unwrap(), &answered)
+        with_database(
+            Response::builder()
+                .header(CONTENT_TYPE, "text/html; charset=utf-8")
+                .body(full(page))
+                .unwrap(),
+            &answered,
+        )
     }
 }
 
@@ -161,7 +248,11 @@ const GTID_COOKIE: &str = "webstack_gtid";
 /// The GTID of the client's last write, from its cookie or an `X-Last-Write-Gtid` header;
 /// only well-formed positions (`domain-server-sequence`) are taken.
 fn last_write_gtid(req: &Request<Incoming>) -> Option<String> {
-    let from_header = req.headers().get("x-last-write-gtid").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let from_header = req
+        .headers()
+        .get("x-last-write-gtid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let from_cookie = req
         .headers()
         .get_all(COOKIE)
@@ -173,7 +264,10 @@ fn last_write_gtid(req: &Request<Incoming>) -> Option<String> {
         .map(|(_, v)| v.to_string());
     from_header.or(from_cookie).filter(|g| {
         let parts: Vec<&str> = g.split('-').collect();
-        parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
     })
 }
 
@@ -188,7 +282,11 @@ fn with_database(mut resp: Response<Body>, answered: &str) -> Response<Body> {
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut body = serde_json::to_vec(&value).expect("JSON values serialise");
     body.push(b'\n');
-    Response::builder().status(status).header(CONTENT_TYPE, "application/json").body(full(body)).unwrap()
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .unwrap()
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
@@ -211,7 +309,11 @@ pub fn escape_html(s: &str) -> String {
 }
 
 fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|pair| pair.split_once('='))

@@ -35,15 +35,33 @@ pub enum AppError {
     #[error("cannot open the application's storage: {0}")]
     Storage(#[from] StorageError),
     #[error("cannot start the relay to the database at {path}: {source}")]
-    Relay { path: std::path::PathBuf, source: std::io::Error },
+    Relay {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Serves the built-in foobar application on `listener` until `shutdown`.
-pub async fn run_builtin(config: BuiltinConfig, listener: Listener, shutdown: CancellationToken) -> Result<(), AppError> {
-    if let StorageConfig::MySql { local, endpoints, .. } = &config.storage {
+pub async fn run_builtin(
+    config: BuiltinConfig,
+    listener: Listener,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    if let StorageConfig::MySql {
+        local, endpoints, ..
+    } = &config.storage
+    {
         for e in endpoints {
-            webstack_net::relay::spawn_tcp_relay(&e.relay_socket, *local, e.address, shutdown.clone())
-                .map_err(|source| AppError::Relay { path: e.relay_socket.clone(), source })?;
+            webstack_net::relay::spawn_tcp_relay(
+                &e.relay_socket,
+                *local,
+                e.address,
+                shutdown.clone(),
+            )
+            .map_err(|source| AppError::Relay {
+                path: e.relay_socket.clone(),
+                source,
+            })?;
         }
     }
     let storage = Arc::new(Storage::open(&config.storage)?);
@@ -51,11 +69,19 @@ pub async fn run_builtin(config: BuiltinConfig, listener: Listener, shutdown: Ca
         let (storage, shutdown) = (storage.clone(), shutdown.clone());
         tokio::spawn(async move { storage.maintain(shutdown).await })
     };
-    let app = Arc::new(foobar::Foobar { server_name: config.server_name.clone(), storage: storage.clone() });
-    serve(listener, config.limits.clone(), shutdown, move |req, _peer| {
-        let app = app.clone();
-        async move { app.handle(req).await }
-    })
+    let app = Arc::new(foobar::Foobar {
+        server_name: config.server_name.clone(),
+        storage: storage.clone(),
+    });
+    serve(
+        listener,
+        config.limits.clone(),
+        shutdown,
+        move |req, _peer| {
+            let app = app.clone();
+            async move { app.handle(req).await }
+        },
+    )
     .await;
     let _ = maintenance.await;
     if let Ok(storage) = Arc::try_unwrap(storage) {

@@ -54,7 +54,9 @@ pub enum StorageConfig {
         /// Reads go to a replica only while its lag is under this bound.
         max_replica_lag: Duration,
     },
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,18 +114,33 @@ pub struct Written {
 impl Storage {
     pub fn open(config: &StorageConfig) -> Result<Storage, StorageError> {
         match config {
-            StorageConfig::MySql { endpoints, primary, cluster_file, user, password, database, max_replica_lag, .. } => {
+            StorageConfig::MySql {
+                endpoints,
+                primary,
+                cluster_file,
+                user,
+                password,
+                database,
+                max_replica_lag,
+                ..
+            } => {
                 let members = endpoints
                     .iter()
                     .map(|e| {
-                        let pool_opts = mysql_async::PoolOpts::default().with_constraints(mysql_async::PoolConstraints::new(0, 32).expect("0 <= 32"));
+                        let pool_opts = mysql_async::PoolOpts::default().with_constraints(
+                            mysql_async::PoolConstraints::new(0, 32).expect("0 <= 32"),
+                        );
                         let opts = mysql_async::OptsBuilder::default()
                             .socket(Some(e.relay_socket.display().to_string()))
                             .user(Some(user.clone()))
                             .pass(Some(password.clone()))
                             .db_name(Some(database.clone()))
                             .pool_opts(pool_opts);
-                        Member { name: e.name.clone(), pool: mysql_async::Pool::new(opts), lag: Mutex::new(None) }
+                        Member {
+                            name: e.name.clone(),
+                            pool: mysql_async::Pool::new(opts),
+                            lag: Mutex::new(None),
+                        }
                     })
                     .collect();
                 let cluster = Cluster {
@@ -135,13 +152,19 @@ impl Storage {
                     next_replica: AtomicUsize::new(0),
                 };
                 cluster.refresh_primary();
-                Ok(Storage { backend: Backend::MySql(cluster), schema: OnceCell::new() })
+                Ok(Storage {
+                    backend: Backend::MySql(cluster),
+                    schema: OnceCell::new(),
+                })
             }
             StorageConfig::Sqlite { path } => {
                 let conn = rusqlite::Connection::open(path)?;
                 conn.busy_timeout(QUERY_TIMEOUT)?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
-                Ok(Storage { backend: Backend::Sqlite(Arc::new(Mutex::new(conn))), schema: OnceCell::new() })
+                Ok(Storage {
+                    backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
+                    schema: OnceCell::new(),
+                })
             }
         }
     }
@@ -157,7 +180,9 @@ impl Storage {
     /// Keeps what the app knows of its databases current until `shutdown`: the primary
     /// (after a promotion, `cluster.json` names another) and each replica's lag.
     pub async fn maintain(&self, shutdown: tokio_util::sync::CancellationToken) {
-        let Backend::MySql(cluster) = &self.backend else { return };
+        let Backend::MySql(cluster) = &self.backend else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -232,7 +257,13 @@ impl Storage {
                 }
                 Backend::Sqlite(conn) => {
                     let conn = conn.clone();
-                    blocking(move || Ok(conn.lock().expect("sqlite lock").query_row("SELECT 1", [], |_| Ok(()))?)).await
+                    blocking(move || {
+                        Ok(conn
+                            .lock()
+                            .expect("sqlite lock")
+                            .query_row("SELECT 1", [], |_| Ok(()))?)
+                    })
+                    .await
                 }
             }
         })
@@ -240,7 +271,12 @@ impl Storage {
     }
 
     /// Writes go to the primary.
-    pub async fn add_message(&self, author: &str, message: &str, served_by: &str) -> Result<Written, StorageError> {
+    pub async fn add_message(
+        &self,
+        author: &str,
+        message: &str,
+        served_by: &str,
+    ) -> Result<Written, StorageError> {
         timed(async {
             self.ensure_schema().await?;
             let created_ms = now_ms();
@@ -276,7 +312,11 @@ impl Storage {
     /// The newest messages first, and the server that answered. Reads go to a replica
     /// whose lag is under the bound and, when `after_gtid` is given (the client's last
     /// write), that has applied it; otherwise to the primary.
-    pub async fn list_messages(&self, limit: u32, after_gtid: Option<&str>) -> Result<(Vec<Message>, String), StorageError> {
+    pub async fn list_messages(
+        &self,
+        limit: u32,
+        after_gtid: Option<&str>,
+    ) -> Result<(Vec<Message>, String), StorageError> {
         timed(async {
             self.ensure_schema().await?;
             match &self.backend {
@@ -319,17 +359,33 @@ impl Storage {
 }
 
 /// Reads the messages from one server; `None` if it has not applied `after_gtid` yet.
-async fn read_from(m: &Member, limit: u32, after_gtid: Option<&str>) -> Result<Option<Vec<Message>>, mysql_async::Error> {
+async fn read_from(
+    m: &Member,
+    limit: u32,
+    after_gtid: Option<&str>,
+) -> Result<Option<Vec<Message>>, mysql_async::Error> {
     let mut conn = m.pool.get_conn().await?;
     if let Some(gtid) = after_gtid {
-        let waited: Option<i64> = conn.exec_first("SELECT MASTER_GTID_WAIT(?, 0)", (gtid,)).await?;
+        let waited: Option<i64> = conn
+            .exec_first("SELECT MASTER_GTID_WAIT(?, 0)", (gtid,))
+            .await?;
         if waited != Some(0) {
             return Ok(None);
         }
     }
     let rows: Vec<(u64, String, String, i64, String)> =
         conn.exec("SELECT id, author, message, created_ms, served_by FROM messages ORDER BY id DESC LIMIT ?", (limit,)).await?;
-    Ok(Some(rows.into_iter().map(|(id, author, message, created_ms, served_by)| Message { id, author, message, created_ms, served_by }).collect()))
+    Ok(Some(
+        rows.into_iter()
+            .map(|(id, author, message, created_ms, served_by)| Message {
+                id,
+                author,
+                message,
+                created_ms,
+                served_by,
+            })
+            .collect(),
+    ))
 }
 
 impl Cluster {
@@ -339,7 +395,10 @@ impl Cluster {
 
     fn primary_member(&self) -> &Member {
         let name = self.primary();
-        self.members.iter().find(|m| m.name == name).unwrap_or(&self.members[0])
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or(&self.members[0])
     }
 
     /// Replicas whose lag is known and under the bound, starting from the next in turn.
@@ -348,13 +407,23 @@ impl Cluster {
         let fresh: Vec<&Member> = self
             .members
             .iter()
-            .filter(|m| m.name != primary && m.lag.lock().expect("lag lock").is_some_and(|l| l <= self.max_lag))
+            .filter(|m| {
+                m.name != primary
+                    && m.lag
+                        .lock()
+                        .expect("lag lock")
+                        .is_some_and(|l| l <= self.max_lag)
+            })
             .collect();
         if fresh.is_empty() {
             return fresh;
         }
         let start = self.next_replica.fetch_add(1, Ordering::Relaxed) % fresh.len();
-        fresh[start..].iter().chain(fresh[..start].iter()).copied().collect()
+        fresh[start..]
+            .iter()
+            .chain(fresh[..start].iter())
+            .copied()
+            .collect()
     }
 
     /// Takes the primary from `cluster.json` if a promotion named one of the members.
@@ -363,8 +432,13 @@ impl Cluster {
         struct State {
             primary: Option<String>,
         }
-        let named = std::fs::read(&self.cluster_file).ok().and_then(|b| serde_json::from_slice::<State>(&b).ok()).and_then(|s| s.primary);
-        let wanted = named.filter(|p| self.members.iter().any(|m| m.name == *p)).unwrap_or_else(|| self.designed_primary.clone());
+        let named = std::fs::read(&self.cluster_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .and_then(|s| s.primary);
+        let wanted = named
+            .filter(|p| self.members.iter().any(|m| m.name == *p))
+            .unwrap_or_else(|| self.designed_primary.clone());
         let mut current = self.primary.write().expect("primary lock");
         if *current != wanted {
             eprintln!("app: the primary database is now {wanted} (was {current})");
@@ -373,14 +447,25 @@ impl Cluster {
     }
 }
 
-async fn timed<T>(fut: impl std::future::Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
-    tokio::time::timeout(QUERY_TIMEOUT, fut).await.map_err(|_| StorageError::Timeout(QUERY_TIMEOUT))?
+async fn timed<T>(
+    fut: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
+    tokio::time::timeout(QUERY_TIMEOUT, fut)
+        .await
+        .map_err(|_| StorageError::Timeout(QUERY_TIMEOUT))?
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StorageError> + Send + 'static) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f).await.expect("storage task panicked")
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("storage task panicked")
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -31,17 +31,31 @@ fn start() -> Running {
     let shutdown = CancellationToken::new();
     let config = BuiltinConfig {
         server_name: "app-test".into(),
-        storage: StorageConfig::Sqlite { path: dir.path().join("foobar.db") },
+        storage: StorageConfig::Sqlite {
+            path: dir.path().join("foobar.db"),
+        },
         limits: HttpLimits::default(),
     };
     rt.spawn(run_builtin(config, listener, shutdown.clone()));
-    Running { addr, shutdown, _dir: dir, _rt: rt }
+    Running {
+        addr,
+        shutdown,
+        _dir: dir,
+        _rt: rt,
+    }
 }
 
 #[test]
 fn guestbook_round_trip_names_the_server() {
     let app = start();
-    let posted = request(app.addr, "POST", "h", "/api/messages", &[("Content-Type", "application/json")], br#"{"author":"ada","message":"hello <world>"}"#);
+    let posted = request(
+        app.addr,
+        "POST",
+        "h",
+        "/api/messages",
+        &[("Content-Type", "application/json")],
+        br#"{"author":"ada","message":"hello <world>"}"#,
+    );
     assert_eq!(posted.status, 201, "{}", posted.text());
     assert_eq!(posted.header("x-served-by"), Some("app-test"));
     let saved: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
@@ -53,13 +67,23 @@ fn guestbook_round_trip_names_the_server() {
     assert_eq!(v["messages"][0]["served_by"], "app-test");
 
     let home = get(app.addr, "h", "/");
-    assert!(home.text().contains("hello &lt;world&gt;"), "the home page must escape messages");
+    assert!(
+        home.text().contains("hello &lt;world&gt;"),
+        "the home page must escape messages"
+    );
 }
 
 #[test]
 fn form_post_redirects_home() {
     let app = start();
-    let r = request(app.addr, "POST", "h", "/api/messages", &[("Content-Type", "application/x-www-form-urlencoded")], b"author=bo&message=hi+there%21");
+    let r = request(
+        app.addr,
+        "POST",
+        "h",
+        "/api/messages",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"author=bo&message=hi+there%21",
+    );
     assert_eq!(r.status, 303);
     assert!(get(app.addr, "h", "/").text().contains("hi there!"));
 }
@@ -73,13 +97,32 @@ fn bad_messages_get_clear_errors_and_nothing_is_saved() {
         ("application/json", br#"{"author":"x"}"#, 400),
         ("text/plain", b"hello", 415),
     ] {
-        let r = request(app.addr, "POST", "h", "/api/messages", &[("Content-Type", ctype)], body);
+        let r = request(
+            app.addr,
+            "POST",
+            "h",
+            "/api/messages",
+            &[("Content-Type", ctype)],
+            body,
+        );
         assert_eq!(r.status, status, "{}", r.text());
         assert!(r.text().contains("\"error\""), "{}", r.text());
     }
     let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(1001));
-    assert_eq!(request(app.addr, "POST", "h", "/api/messages", &[("Content-Type", "application/json")], long.as_bytes()).status, 400);
-    let v: serde_json::Value = serde_json::from_slice(&get(app.addr, "h", "/api/messages").body).unwrap();
+    assert_eq!(
+        request(
+            app.addr,
+            "POST",
+            "h",
+            "/api/messages",
+            &[("Content-Type", "application/json")],
+            long.as_bytes()
+        )
+        .status,
+        400
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&get(app.addr, "h", "/api/messages").body).unwrap();
     assert_eq!(v["messages"].as_array().unwrap().len(), 0);
 }
 

@@ -86,17 +86,29 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         return Err(BenchError::NotLoopback(config.target.ip()));
     }
     if config.connections == 0 || config.connections > MAX_CONNECTIONS {
-        return Err(BenchError::BadArgument(format!("--connections must be 1 to {MAX_CONNECTIONS}")));
+        return Err(BenchError::BadArgument(format!(
+            "--connections must be 1 to {MAX_CONNECTIONS}"
+        )));
     }
     let (max_requests, deadline) = match config.limit {
-        Limit::Requests(n) if n == 0 || n > MAX_REQUESTS => return Err(BenchError::BadArgument(format!("--requests must be 1 to {MAX_REQUESTS}"))),
+        Limit::Requests(n) if n == 0 || n > MAX_REQUESTS => {
+            return Err(BenchError::BadArgument(format!(
+                "--requests must be 1 to {MAX_REQUESTS}"
+            )))
+        }
         Limit::Requests(n) => (n, Instant::now() + MAX_DURATION),
-        Limit::Duration(d) if d.is_zero() || d > MAX_DURATION => return Err(BenchError::BadArgument(format!("--duration must be above 0 and at most {MAX_DURATION:?}"))),
+        Limit::Duration(d) if d.is_zero() || d > MAX_DURATION => {
+            return Err(BenchError::BadArgument(format!(
+                "--duration must be above 0 and at most {MAX_DURATION:?}"
+            )))
+        }
         Limit::Duration(d) => (MAX_REQUESTS, Instant::now() + d),
     };
     let shared = Arc::new(Shared {
         issued: AtomicU64::new(0),
-        histogram: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+        histogram: Mutex::new(
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        ),
         errors: Mutex::new(BTreeMap::new()),
         served_by: Mutex::new(BTreeMap::new()),
         ok: AtomicU64::new(0),
@@ -119,7 +131,12 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         ok: shared.ok.load(Ordering::Relaxed),
         elapsed_secs: elapsed,
         requests_per_sec: requests as f64 / elapsed.max(1e-9),
-        latency_ms: Latency { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), max: h.max() as f64 / 1000.0 },
+        latency_ms: Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            max: h.max() as f64 / 1000.0,
+        },
         errors,
         served_by,
     })
@@ -128,7 +145,9 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
 async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, deadline: Instant) {
     let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
     loop {
-        if Instant::now() >= deadline || shared.issued.fetch_add(1, Ordering::Relaxed) >= max_requests {
+        if Instant::now() >= deadline
+            || shared.issued.fetch_add(1, Ordering::Relaxed) >= max_requests
+        {
             return;
         }
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
@@ -143,23 +162,37 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
             }
         }
         let s = sender.as_mut().expect("connected above");
-        let mut req = Request::builder().method(config.method.as_str()).uri(&config.path).header("host", &config.host).header("user-agent", "webstack-bench");
+        let mut req = Request::builder()
+            .method(config.method.as_str())
+            .uri(&config.path)
+            .header("host", &config.host)
+            .header("user-agent", "webstack-bench");
         if config.body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let req = req.body(Full::new(config.body.clone().unwrap_or_default())).expect("valid request");
+        let req = req
+            .body(Full::new(config.body.clone().unwrap_or_default()))
+            .expect("valid request");
         let t0 = Instant::now();
         let outcome = tokio::time::timeout(config.timeout, async {
             let resp = s.send_request(req).await?;
             let status = resp.status().as_u16();
-            let served = resp.headers().get("x-served-by").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let served = resp
+                .headers()
+                .get("x-served-by")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             resp.into_body().collect().await?;
             Ok::<_, hyper::Error>((status, served))
         })
         .await;
         match outcome {
             Ok(Ok((status, served))) => {
-                let _ = shared.histogram.lock().expect("histogram lock").record(t0.elapsed().as_micros().max(1) as u64);
+                let _ = shared
+                    .histogram
+                    .lock()
+                    .expect("histogram lock")
+                    .record(t0.elapsed().as_micros().max(1) as u64);
                 if status >= 500 {
                     count(&shared.errors, "status 5xx");
                 } else if status >= 400 {
@@ -184,10 +217,18 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
 }
 
 fn count(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
-    *map.lock().expect("counter lock").entry(key.to_string()).or_insert(0) += 1;
+    *map.lock()
+        .expect("counter lock")
+        .entry(key.to_string())
+        .or_insert(0) += 1;
 }
 
-async fn connect(target: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+async fn connect(
+    target: SocketAddr,
+) -> Result<
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
     let stream = tokio::net::TcpStream::connect(target).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -201,8 +242,21 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
         "{} {} http://{}:{}{} via {}: {} connections\n\
          requests     {} in {:.2}s ({:.0} req/s), {} ok\n\
          latency ms   p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\n",
-        "bench", config.method, config.host, config.target.port(), config.path, config.target, config.connections,
-        r.requests, r.elapsed_secs, r.requests_per_sec, r.ok, r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
+        "bench",
+        config.method,
+        config.host,
+        config.target.port(),
+        config.path,
+        config.target,
+        config.connections,
+        r.requests,
+        r.elapsed_secs,
+        r.requests_per_sec,
+        r.ok,
+        r.latency_ms.p50,
+        r.latency_ms.p90,
+        r.latency_ms.p99,
+        r.latency_ms.max
     );
     if r.errors.is_empty() {
         out.push_str("errors       none\n");
@@ -212,7 +266,10 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
     }
     let total: u64 = r.served_by.values().sum();
     for (name, n) in &r.served_by {
-        out.push_str(&format!("served by    {name:<12} {n:>8}  {:>5.1}%\n", *n as f64 * 100.0 / total.max(1) as f64));
+        out.push_str(&format!(
+            "served by    {name:<12} {n:>8}  {:>5.1}%\n",
+            *n as f64 * 100.0 / total.max(1) as f64
+        ));
     }
     out
 }
@@ -241,10 +298,27 @@ mod tests {
         let listener = webstack_net::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr();
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(webstack_net::http::serve(listener, Default::default(), stop.clone(), |_req, _| async {
-            hyper::Response::builder().header("x-served-by", "solo").body(webstack_net::http::full("ok")).unwrap()
-        }));
-        let config = BenchConfig { target: addr, host: "h".into(), path: "/".into(), method: "GET".into(), body: None, connections: 4, limit: Limit::Requests(200), timeout: Duration::from_secs(5) };
+        tokio::spawn(webstack_net::http::serve(
+            listener,
+            Default::default(),
+            stop.clone(),
+            |_req, _| async {
+                hyper::Response::builder()
+                    .header("x-served-by", "solo")
+                    .body(webstack_net::http::full("ok"))
+                    .unwrap()
+            },
+        ));
+        let config = BenchConfig {
+            target: addr,
+            host: "h".into(),
+            path: "/".into(),
+            method: "GET".into(),
+            body: None,
+            connections: 4,
+            limit: Limit::Requests(200),
+            timeout: Duration::from_secs(5),
+        };
         let r = run(config).await.unwrap();
         assert_eq!((r.requests, r.ok), (200, 200));
         assert_eq!(r.served_by.get("solo"), Some(&200));

@@ -113,12 +113,21 @@ fn running_as_root() -> bool {
 
 /// Runs the database until `shutdown`: prepares it, starts it, provisions the app's user,
 /// and restarts it whenever it dies. Returns once the server has been stopped.
-pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &dyn DatabaseEvents) -> Result<(), DatabaseError> {
+pub async fn run(
+    config: DatabaseConfig,
+    shutdown: CancellationToken,
+    events: &dyn DatabaseEvents,
+) -> Result<(), DatabaseError> {
     if config.socket().as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(DatabaseError::PathTooLong { path: config.socket() });
+        return Err(DatabaseError::PathTooLong {
+            path: config.socket(),
+        });
     }
     for dir in [config.dir.clone(), config.dir.join("tmp")] {
-        std::fs::create_dir_all(&dir).map_err(|e| DatabaseError::Io { what: format!("create {}", dir.display()), source: e })?;
+        std::fs::create_dir_all(&dir).map_err(|e| DatabaseError::Io {
+            what: format!("create {}", dir.display()),
+            source: e,
+        })?;
     }
     let cache = config.cache_dir.clone();
     let engine = tokio::task::spawn_blocking(move || {
@@ -126,11 +135,19 @@ pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &d
     })
     .await
     .expect("engine lookup panicked")?;
-    eprintln!("database: using {} ({:?})", engine.mariadbd.display(), engine.origin);
+    eprintln!(
+        "database: using {} ({:?})",
+        engine.mariadbd.display(),
+        engine.origin
+    );
 
     let root = running_as_root();
-    std::fs::write(config.config_file(), render_config(&config, root))
-        .map_err(|e| DatabaseError::Io { what: format!("write {}", config.config_file().display()), source: e })?;
+    std::fs::write(config.config_file(), render_config(&config, root)).map_err(|e| {
+        DatabaseError::Io {
+            what: format!("write {}", config.config_file().display()),
+            source: e,
+        }
+    })?;
     initialize(&engine, &config, root).await?;
 
     let mut backoff = Duration::from_millis(250);
@@ -140,7 +157,10 @@ pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &d
         let mut child = spawn(&engine, &config)?;
         let pid = child.id().unwrap_or(0);
         events.started(pid);
-        eprintln!("database: mariadbd started (pid {pid}), listening on {}", config.listen);
+        eprintln!(
+            "database: mariadbd started (pid {pid}), listening on {}",
+            config.listen
+        );
 
         let ready = tokio::select! {
             _ = shutdown.cancelled() => { stop(&mut child).await; events.stopped(); return Ok(()); }
@@ -153,7 +173,10 @@ pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &d
                 true
             }
             Err(e) => {
-                eprintln!("database: mariadbd did not become ready: {e} (see {})", config.error_log().display());
+                eprintln!(
+                    "database: mariadbd did not become ready: {e} (see {})",
+                    config.error_log().display()
+                );
                 false
             }
         };
@@ -180,7 +203,12 @@ pub async fn run(config: DatabaseConfig, shutdown: CancellationToken, events: &d
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(250);
         }
-        eprintln!("database: mariadbd exited ({}); restarting in {backoff:?}", status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()));
+        eprintln!(
+            "database: mariadbd exited ({}); restarting in {backoff:?}",
+            status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string())
+        );
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(backoff) => {}
@@ -197,25 +225,43 @@ async fn prepare_role(config: &DatabaseConfig) -> Result<(), DatabaseError> {
     match config.replication.as_ref().map(|r| &r.role) {
         None => {
             provision(config).await?;
-            eprintln!("database: ready; user {:?} may connect from {:?}", config.app_user, config.app_hosts);
+            eprintln!(
+                "database: ready; user {:?} may connect from {:?}",
+                config.app_user, config.app_hosts
+            );
         }
         Some(ReplicationRole::Primary { replica_hosts }) => {
-            let mut conn = replication::root_conn(&config.socket()).await.map_err(DatabaseError::Provision)?;
-            replication::setup_primary(&mut conn, config.replication.as_ref().unwrap()).await.map_err(DatabaseError::Provision)?;
+            let mut conn = replication::root_conn(&config.socket())
+                .await
+                .map_err(DatabaseError::Provision)?;
+            replication::setup_primary(&mut conn, config.replication.as_ref().unwrap())
+                .await
+                .map_err(DatabaseError::Provision)?;
             let _ = conn.disconnect().await;
             provision(config).await?;
-            eprintln!("database: ready as primary; user {:?} may connect from {:?}; replicas from {:?}", config.app_user, config.app_hosts, replica_hosts);
+            eprintln!(
+                "database: ready as primary; user {:?} may connect from {:?}; replicas from {:?}",
+                config.app_user, config.app_hosts, replica_hosts
+            );
         }
         Some(ReplicationRole::Replica { primary }) => {
             let r = config.replication.as_ref().unwrap();
-            let mut conn = replication::root_conn(&config.socket()).await.map_err(DatabaseError::Provision)?;
-            replication::start_replicating(&mut conn, *primary, &r.user, &r.password).await.map_err(DatabaseError::Provision)?;
+            let mut conn = replication::root_conn(&config.socket())
+                .await
+                .map_err(DatabaseError::Provision)?;
+            replication::start_replicating(&mut conn, *primary, &r.user, &r.password)
+                .await
+                .map_err(DatabaseError::Provision)?;
             let _ = conn.disconnect().await;
             eprintln!("database: ready as a read-only replica of {primary}");
         }
         Some(ReplicationRole::Fenced) => {
-            let mut conn = replication::root_conn(&config.socket()).await.map_err(DatabaseError::Provision)?;
-            conn.query_drop("SET GLOBAL read_only = ON").await.map_err(DatabaseError::Provision)?;
+            let mut conn = replication::root_conn(&config.socket())
+                .await
+                .map_err(DatabaseError::Provision)?;
+            conn.query_drop("SET GLOBAL read_only = ON")
+                .await
+                .map_err(DatabaseError::Provision)?;
             let _ = conn.disconnect().await;
             eprintln!("database: WARNING: fenced: this server was the primary before a promotion; it stays read-only and replicates from no one until `webstack db rebuild {}`", config.server_name);
         }
@@ -260,7 +306,11 @@ async fn monitor_replication(config: &DatabaseConfig, events: &dyn DatabaseEvent
 
 /// Creates the data directory on first start. It is built in a side folder and renamed
 /// into place, so a crash halfway leaves no half-initialised data directory behind.
-async fn initialize(engine: &Engine, config: &DatabaseConfig, root: bool) -> Result<(), DatabaseError> {
+async fn initialize(
+    engine: &Engine,
+    config: &DatabaseConfig,
+    root: bool,
+) -> Result<(), DatabaseError> {
     if config.data_dir().join("mysql").is_dir() {
         return Ok(());
     }
@@ -269,9 +319,15 @@ async fn initialize(engine: &Engine, config: &DatabaseConfig, root: bool) -> Res
     // A private temporary folder: bootstraps that share /tmp trip over each other's
     // temporary tables when several servers initialise at once.
     let tmp = config.dir.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| DatabaseError::Io { what: format!("create {}", tmp.display()), source: e })?;
+    std::fs::create_dir_all(&tmp).map_err(|e| DatabaseError::Io {
+        what: format!("create {}", tmp.display()),
+        source: e,
+    })?;
     let log_path = config.dir.join("install.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| DatabaseError::Io { what: format!("create {}", log_path.display()), source: e })?;
+    let log = std::fs::File::create(&log_path).map_err(|e| DatabaseError::Io {
+        what: format!("create {}", log_path.display()),
+        source: e,
+    })?;
     eprintln!("database: initialising a new data directory (first start)");
     let mut cmd = engine.command(&engine.install_db);
     cmd.arg("--no-defaults")
@@ -279,19 +335,41 @@ async fn initialize(engine: &Engine, config: &DatabaseConfig, root: bool) -> Res
         .arg(format!("--tmpdir={}", tmp.display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
-        .arg(format!("--user={}", if root { "root".to_string() } else { current_user() }));
+        .arg(format!(
+            "--user={}",
+            if root {
+                "root".to_string()
+            } else {
+                current_user()
+            }
+        ));
     if let Some(base) = &engine.basedir {
         cmd.arg(format!("--basedir={}", base.display()));
     }
-    cmd.stdout(log.try_clone().map_err(|e| DatabaseError::Io { what: "log".into(), source: e })?).stderr(log);
+    cmd.stdout(log.try_clone().map_err(|e| DatabaseError::Io {
+        what: "log".into(),
+        source: e,
+    })?)
+    .stderr(log);
     let status = tokio::process::Command::from(cmd)
         .status()
         .await
-        .map_err(|e| DatabaseError::Io { what: format!("run {}", engine.install_db.display()), source: e })?;
+        .map_err(|e| DatabaseError::Io {
+            what: format!("run {}", engine.install_db.display()),
+            source: e,
+        })?;
     if !status.success() {
-        return Err(DatabaseError::Initialise { log: log_path, tail: tail(&std::fs::read_to_string(config.dir.join("install.log")).unwrap_or_default()) });
+        return Err(DatabaseError::Initialise {
+            log: log_path,
+            tail: tail(
+                &std::fs::read_to_string(config.dir.join("install.log")).unwrap_or_default(),
+            ),
+        });
     }
-    std::fs::rename(&staging, config.data_dir()).map_err(|e| DatabaseError::Io { what: "move the new data directory into place".into(), source: e })?;
+    std::fs::rename(&staging, config.data_dir()).map_err(|e| DatabaseError::Io {
+        what: "move the new data directory into place".into(),
+        source: e,
+    })?;
     Ok(())
 }
 
@@ -307,16 +385,22 @@ fn tail(text: &str) -> String {
 fn spawn(engine: &Engine, config: &DatabaseConfig) -> Result<Child, DatabaseError> {
     let mut cmd = tokio::process::Command::from(engine.command(&engine.mariadbd));
     // --defaults-file must come first: it replaces every other option file.
-    cmd.arg(format!("--defaults-file={}", config.config_file().display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    cmd.arg(format!(
+        "--defaults-file={}",
+        config.config_file().display()
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
     if let Some(base) = &engine.basedir {
         cmd.arg(format!("--basedir={}", base.display()));
     }
     die_with_parent(&mut cmd);
-    cmd.spawn().map_err(|e| DatabaseError::Io { what: format!("start {}", engine.mariadbd.display()), source: e })
+    cmd.spawn().map_err(|e| DatabaseError::Io {
+        what: format!("start {}", engine.mariadbd.display()),
+        source: e,
+    })
 }
 
 /// Waits until root can run a query over the socket, or the server exits, or time runs out.
@@ -352,11 +436,21 @@ async fn root_query(config: &DatabaseConfig, sql: &str) -> Result<(), mysql_asyn
 /// Creates the application's database and user, one grant per app server address. Safe to
 /// run at every start: it also resets the password to the one in the state directory.
 async fn provision(config: &DatabaseConfig) -> Result<(), DatabaseError> {
-    let mut conn = mysql_async::Conn::new(root_opts(config)).await.map_err(DatabaseError::Provision)?;
+    let mut conn = mysql_async::Conn::new(root_opts(config))
+        .await
+        .map_err(DatabaseError::Provision)?;
     let db = quote_ident(&config.app_database);
-    conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4")).await.map_err(DatabaseError::Provision)?;
+    conn.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4"
+    ))
+    .await
+    .map_err(DatabaseError::Provision)?;
     for host in &config.app_hosts {
-        let account = format!("{}@{}", quote_str(&config.app_user), quote_str(&host.to_string()));
+        let account = format!(
+            "{}@{}",
+            quote_str(&config.app_user),
+            quote_str(&host.to_string())
+        );
         let password = quote_str(&config.app_password);
         for sql in [
             format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}"),
@@ -367,7 +461,9 @@ async fn provision(config: &DatabaseConfig) -> Result<(), DatabaseError> {
         }
         if config.replication.is_some() {
             // The app measures each replica's lag from the heartbeat before reading there.
-            conn.query_drop(format!("GRANT SELECT ON webstack.heartbeat TO {account}")).await.map_err(DatabaseError::Provision)?;
+            conn.query_drop(format!("GRANT SELECT ON webstack.heartbeat TO {account}"))
+                .await
+                .map_err(DatabaseError::Provision)?;
         }
     }
     conn.disconnect().await.map_err(DatabaseError::Provision)

@@ -25,7 +25,10 @@ pub enum DatabaseError {
     #[error("the database socket path {path} is too long for a Unix socket; use a shorter WEBSTACK_STATE_DIR")]
     PathTooLong { path: PathBuf },
     #[error("cannot {what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("initialising the data directory failed (full log: {log}):\n{tail}")]
     Initialise { log: PathBuf, tail: String },
     #[error("creating the application's database and user failed: {0}")]

@@ -95,25 +95,40 @@ pub fn quote_str(s: &str) -> String {
 
 /// A root connection over a server's Unix socket.
 pub async fn root_conn(socket: &Path) -> Result<mysql_async::Conn, mysql_async::Error> {
-    let opts = mysql_async::OptsBuilder::default().socket(Some(socket.display().to_string())).user(Some("root"));
+    let opts = mysql_async::OptsBuilder::default()
+        .socket(Some(socket.display().to_string()))
+        .user(Some("root"));
     mysql_async::Conn::new(opts).await
 }
 
 /// On the primary: the replication user (one grant per replica address, and 127.0.0.1,
 /// since MariaDB's replica connects from the address the kernel picks and has no
 /// MASTER_BIND) and the heartbeat table.
-pub async fn setup_primary(conn: &mut mysql_async::Conn, s: &ReplicationSettings) -> Result<(), mysql_async::Error> {
-    let ReplicationRole::Primary { replica_hosts } = &s.role else { return Ok(()) };
+pub async fn setup_primary(
+    conn: &mut mysql_async::Conn,
+    s: &ReplicationSettings,
+) -> Result<(), mysql_async::Error> {
+    let ReplicationRole::Primary { replica_hosts } = &s.role else {
+        return Ok(());
+    };
     let mut hosts: Vec<String> = replica_hosts.iter().map(|h| h.to_string()).collect();
     hosts.push("127.0.0.1".into());
     for host in hosts {
         let account = format!("{}@{}", quote_str(&s.user), quote_str(&host));
         let password = quote_str(&s.password);
-        conn.query_drop(format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}")).await?;
-        conn.query_drop(format!("ALTER USER {account} IDENTIFIED BY {password}")).await?;
-        conn.query_drop(format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}")).await?;
+        conn.query_drop(format!(
+            "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {password}"
+        ))
+        .await?;
+        conn.query_drop(format!("ALTER USER {account} IDENTIFIED BY {password}"))
+            .await?;
+        conn.query_drop(format!(
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {account}"
+        ))
+        .await?;
     }
-    conn.query_drop("CREATE DATABASE IF NOT EXISTS webstack").await?;
+    conn.query_drop("CREATE DATABASE IF NOT EXISTS webstack")
+        .await?;
     conn.query_drop("CREATE TABLE IF NOT EXISTS webstack.heartbeat (id INT PRIMARY KEY, ts DATETIME(6) NOT NULL) ENGINE=InnoDB").await?;
     Ok(())
 }
@@ -125,13 +140,19 @@ pub async fn setup_primary(conn: &mut mysql_async::Conn, s: &ReplicationSettings
 /// the table's position would then apply it twice, which strict GTID mode refuses. Since
 /// replicas never write locally, everything in their binary log came from the primary and
 /// was committed, so the log's position is the one to resume from.
-pub async fn start_replicating(conn: &mut mysql_async::Conn, primary: SocketAddr, user: &str, password: &str) -> Result<(), mysql_async::Error> {
+pub async fn start_replicating(
+    conn: &mut mysql_async::Conn,
+    primary: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<(), mysql_async::Error> {
     conn.query_drop("STOP SLAVE").await?;
     let binlog: Option<String> = conn.query_first("SELECT @@gtid_binlog_pos").await?;
     let slave: Option<String> = conn.query_first("SELECT @@gtid_slave_pos").await?;
     let (binlog, slave) = (binlog.unwrap_or_default(), slave.unwrap_or_default());
     if !binlog.is_empty() && binlog != slave && gtid_covers(&binlog, &slave) {
-        conn.exec_drop("SET GLOBAL gtid_slave_pos = ?", (binlog.as_str(),)).await?;
+        conn.exec_drop("SET GLOBAL gtid_slave_pos = ?", (binlog.as_str(),))
+            .await?;
     }
     conn.query_drop(format!(
         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
@@ -150,20 +171,32 @@ pub async fn status(conn: &mut mysql_async::Conn) -> Result<ReplicationStatus, m
     let gtid: Option<String> = conn.query_first("SELECT @@gtid_current_pos").await?;
     let read_only: Option<i64> = conn.query_first("SELECT @@read_only").await?;
     let slave: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await?;
-    let mut st = ReplicationStatus { gtid_position: gtid.unwrap_or_default(), ..Default::default() };
+    let mut st = ReplicationStatus {
+        gtid_position: gtid.unwrap_or_default(),
+        ..Default::default()
+    };
     if let Some(row) = slave {
-        let text = |name: &str| row.get_opt::<Option<String>, &str>(name).and_then(|r| r.ok()).flatten();
+        let text = |name: &str| {
+            row.get_opt::<Option<String>, &str>(name)
+                .and_then(|r| r.ok())
+                .flatten()
+        };
         st.role = "replica".into();
         st.io_running = text("Slave_IO_Running").map(|v| v == "Yes");
         st.sql_running = text("Slave_SQL_Running").map(|v| v == "Yes");
-        st.last_error = [text("Last_IO_Error"), text("Last_SQL_Error")].into_iter().flatten().find(|e| !e.is_empty());
+        st.last_error = [text("Last_IO_Error"), text("Last_SQL_Error")]
+            .into_iter()
+            .flatten()
+            .find(|e| !e.is_empty());
         let lag: Option<Option<i64>> = conn.query_first("SELECT TIMESTAMPDIFF(MICROSECOND, ts, NOW(6)) FROM webstack.heartbeat WHERE id = 1").await.ok().flatten();
         st.lag_ms = lag.flatten().map(|us| us as f64 / 1000.0);
     } else if read_only == Some(1) {
         st.role = "fenced".into();
     } else {
         st.role = "primary".into();
-        let semi: Option<(String, String)> = conn.query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'").await?;
+        let semi: Option<(String, String)> = conn
+            .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
+            .await?;
         st.semi_sync = semi.map(|(_, v)| v.to_ascii_lowercase());
     }
     Ok(st)
@@ -171,26 +204,50 @@ pub async fn status(conn: &mut mysql_async::Conn) -> Result<ReplicationStatus, m
 
 /// Writes the heartbeat a replica's lag is measured against.
 pub async fn beat(conn: &mut mysql_async::Conn) -> Result<(), mysql_async::Error> {
-    conn.query_drop("REPLACE INTO webstack.heartbeat (id, ts) VALUES (1, NOW(6))").await
+    conn.query_drop("REPLACE INTO webstack.heartbeat (id, ts) VALUES (1, NOW(6))")
+        .await
 }
 
 /// Promotes a replica: stops fetching, waits until everything it received is applied,
 /// forgets its primary and opens for writes.
 pub async fn promote(socket: &Path, apply_timeout: Duration) -> Result<String, DatabaseError> {
     let mut conn = root_conn(socket).await.map_err(DatabaseError::Provision)?;
-    let row: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await.map_err(DatabaseError::Provision)?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW SLAVE STATUS")
+        .await
+        .map_err(DatabaseError::Provision)?;
     if row.is_none() {
-        return Err(DatabaseError::Promote("it is not a replica (it replicates from no one)".into()));
+        return Err(DatabaseError::Promote(
+            "it is not a replica (it replicates from no one)".into(),
+        ));
     }
-    conn.query_drop("STOP SLAVE IO_THREAD").await.map_err(DatabaseError::Provision)?;
+    conn.query_drop("STOP SLAVE IO_THREAD")
+        .await
+        .map_err(DatabaseError::Provision)?;
     // Everything the replica received (and, with semi-sync, acknowledged) must be applied.
     let deadline = Instant::now() + apply_timeout;
     loop {
-        let row: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await.map_err(DatabaseError::Provision)?;
-        let row = row.ok_or_else(|| DatabaseError::Promote("replication vanished while promoting".into()))?;
-        let io_pos = row.get_opt::<Option<String>, &str>("Gtid_IO_Pos").and_then(|r| r.ok()).flatten().unwrap_or_default();
-        let sql_running = row.get_opt::<Option<String>, &str>("Slave_SQL_Running").and_then(|r| r.ok()).flatten().unwrap_or_default() == "Yes";
-        let applied: Option<String> = conn.query_first("SELECT @@gtid_current_pos").await.map_err(DatabaseError::Provision)?;
+        let row: Option<mysql_async::Row> = conn
+            .query_first("SHOW SLAVE STATUS")
+            .await
+            .map_err(DatabaseError::Provision)?;
+        let row = row
+            .ok_or_else(|| DatabaseError::Promote("replication vanished while promoting".into()))?;
+        let io_pos = row
+            .get_opt::<Option<String>, &str>("Gtid_IO_Pos")
+            .and_then(|r| r.ok())
+            .flatten()
+            .unwrap_or_default();
+        let sql_running = row
+            .get_opt::<Option<String>, &str>("Slave_SQL_Running")
+            .and_then(|r| r.ok())
+            .flatten()
+            .unwrap_or_default()
+            == "Yes";
+        let applied: Option<String> = conn
+            .query_first("SELECT @@gtid_current_pos")
+            .await
+            .map_err(DatabaseError::Provision)?;
         let applied = applied.unwrap_or_default();
         if io_pos.is_empty() || gtid_covers(&applied, &io_pos) {
             break;
@@ -203,17 +260,28 @@ pub async fn promote(socket: &Path, apply_timeout: Duration) -> Result<String, D
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for sql in ["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF"] {
-        conn.query_drop(sql).await.map_err(DatabaseError::Provision)?;
+    for sql in [
+        "STOP SLAVE",
+        "RESET SLAVE ALL",
+        "SET GLOBAL read_only = OFF",
+    ] {
+        conn.query_drop(sql)
+            .await
+            .map_err(DatabaseError::Provision)?;
     }
-    let pos: Option<String> = conn.query_first("SELECT @@gtid_current_pos").await.map_err(DatabaseError::Provision)?;
+    let pos: Option<String> = conn
+        .query_first("SELECT @@gtid_current_pos")
+        .await
+        .map_err(DatabaseError::Provision)?;
     Ok(pos.unwrap_or_default())
 }
 
 /// Makes a live former primary read-only, so that no write can land on it any more.
 pub async fn fence(socket: &Path) -> Result<(), DatabaseError> {
     let mut conn = root_conn(socket).await.map_err(DatabaseError::Provision)?;
-    conn.query_drop("SET GLOBAL read_only = ON").await.map_err(DatabaseError::Provision)
+    conn.query_drop("SET GLOBAL read_only = ON")
+        .await
+        .map_err(DatabaseError::Provision)
 }
 
 /// True if GTID position `applied` includes every domain's sequence of `wanted`
@@ -231,7 +299,9 @@ pub fn gtid_covers(applied: &str, wanted: &str) -> bool {
             .collect()
     };
     let have = parse(applied);
-    parse(wanted).iter().all(|(d, seq)| have.iter().any(|(hd, hs)| hd == d && hs >= seq))
+    parse(wanted)
+        .iter()
+        .all(|(d, seq)| have.iter().any(|(hd, hs)| hd == d && hs >= seq))
 }
 
 #[cfg(test)]
@@ -250,10 +320,27 @@ mod tests {
 
     #[test]
     fn replicas_are_read_only_and_everyone_waits_after_sync() {
-        let replica = ReplicationSettings { server_id: 7, role: ReplicationRole::Replica { primary: "127.0.0.1:3306".parse().unwrap() }, user: "repl".into(), password: "p".into(), semi_sync_timeout: Duration::from_millis(1500) };
+        let replica = ReplicationSettings {
+            server_id: 7,
+            role: ReplicationRole::Replica {
+                primary: "127.0.0.1:3306".parse().unwrap(),
+            },
+            user: "repl".into(),
+            password: "p".into(),
+            semi_sync_timeout: Duration::from_millis(1500),
+        };
         let cnf = config_lines(&replica);
-        assert!(cnf.contains("read_only = ON") && cnf.contains("rpl_semi_sync_master_wait_point = AFTER_SYNC") && cnf.contains("rpl_semi_sync_master_timeout = 1500"));
-        let primary = ReplicationSettings { role: ReplicationRole::Primary { replica_hosts: vec![] }, ..replica };
+        assert!(
+            cnf.contains("read_only = ON")
+                && cnf.contains("rpl_semi_sync_master_wait_point = AFTER_SYNC")
+                && cnf.contains("rpl_semi_sync_master_timeout = 1500")
+        );
+        let primary = ReplicationSettings {
+            role: ReplicationRole::Primary {
+                replica_hosts: vec![],
+            },
+            ..replica
+        };
         assert!(!config_lines(&primary).contains("read_only"));
         assert_eq!(server_id("127.10.1.11".parse().unwrap()), 0x7F0A010B);
     }

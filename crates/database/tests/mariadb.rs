@@ -28,7 +28,11 @@ impl DatabaseEvents for Events {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = DatabaseConfig {
         server_name: "db-test".into(),
         listen: format!("127.0.0.1:{port}").parse().unwrap(),
@@ -47,7 +51,9 @@ async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
         let (config, shutdown, events) = (config.clone(), shutdown.clone(), events.clone());
         tokio::spawn(async move { run(config, shutdown, &*events).await })
     };
-    tokio::time::timeout(Duration::from_secs(120), events.ready.notified()).await.expect("database ready within the deadline");
+    tokio::time::timeout(Duration::from_secs(120), events.ready.notified())
+        .await
+        .expect("database ready within the deadline");
 
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
@@ -55,23 +61,39 @@ async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
         .user(Some("foobar"))
         .pass(Some("s3cret'quote"))
         .db_name(Some("foobar"));
-    let mut conn = mysql_async::Conn::new(opts).await.expect("the app user connects from its granted address");
-    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
-    conn.query_drop("INSERT INTO t VALUES (1), (2)").await.unwrap();
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .expect("the app user connects from its granted address");
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
     let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM t").await.unwrap();
     assert_eq!(n, Some(2));
     let denied = conn.query_drop("CREATE DATABASE other").await;
     assert!(denied.is_err(), "the app user must not create databases");
     conn.disconnect().await.unwrap();
 
-    let wrong = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(port).user(Some("foobar")).pass(Some("wrong"));
+    let wrong = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("foobar"))
+        .pass(Some("wrong"));
     assert!(mysql_async::Conn::new(wrong).await.is_err());
 
     let config_text = std::fs::read_to_string(config.config_file()).unwrap();
-    assert!(config_text.contains(&format!("bind-address = 127.0.0.1\nport = {port}")), "{config_text}");
+    assert!(
+        config_text.contains(&format!("bind-address = 127.0.0.1\nport = {port}")),
+        "{config_text}"
+    );
 
     let pid = events.pid.lock().unwrap().unwrap();
     shutdown.cancel();
     runner.await.unwrap().unwrap();
-    assert!(!webstack_net::process::alive(pid), "mariadbd {pid} still runs after stop");
+    assert!(
+        !webstack_net::process::alive(pid),
+        "mariadbd {pid} still runs after stop"
+    );
 }

@@ -28,8 +28,17 @@ pub struct Answer {
 }
 
 /// Sends one query to `server` and waits up to `timeout` for the answer.
-pub async fn query(server: SocketAddr, name: &str, rtype: RecordType, transport: Transport, timeout: Duration) -> Result<Answer, DnsError> {
-    let qname = Name::from_ascii(name).map_err(|e| DnsError::Name { name: name.into(), reason: e.to_string() })?;
+pub async fn query(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    transport: Transport,
+    timeout: Duration,
+) -> Result<Answer, DnsError> {
+    let qname = Name::from_ascii(name).map_err(|e| DnsError::Name {
+        name: name.into(),
+        reason: e.to_string(),
+    })?;
     let mut msg = Message::query();
     msg.metadata.id = rand_id();
     msg.add_query(Query::query(qname, rtype));
@@ -37,7 +46,11 @@ pub async fn query(server: SocketAddr, name: &str, rtype: RecordType, transport:
     let io = async {
         match transport {
             Transport::Udp => {
-                let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0".parse().unwrap() } else { "[::1]:0".parse().unwrap() };
+                let bind: SocketAddr = if server.is_ipv4() {
+                    "127.0.0.1:0".parse().unwrap()
+                } else {
+                    "[::1]:0".parse().unwrap()
+                };
                 let socket = UdpSocket::bind(bind).await?;
                 // Connected, so a closed port is reported at once (ICMP port unreachable)
                 // instead of waiting out the timeout, and only the server's answer is read.
@@ -50,7 +63,9 @@ pub async fn query(server: SocketAddr, name: &str, rtype: RecordType, transport:
             }
             Transport::Tcp => {
                 let mut stream = TcpStream::connect(server).await?;
-                stream.write_all(&(bytes.len() as u16).to_be_bytes()).await?;
+                stream
+                    .write_all(&(bytes.len() as u16).to_be_bytes())
+                    .await?;
                 stream.write_all(&bytes).await?;
                 let len = stream.read_u16().await? as usize;
                 let mut buf = vec![0u8; len];
@@ -80,12 +95,19 @@ pub async fn query(server: SocketAddr, name: &str, rtype: RecordType, transport:
         code: message.metadata.response_code,
         authoritative: message.metadata.authoritative,
         addresses,
-        authority_types: message.authorities.iter().map(|r| r.record_type()).collect(),
+        authority_types: message
+            .authorities
+            .iter()
+            .map(|r| r.record_type())
+            .collect(),
         message,
     })
 }
 
 fn rand_id() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
     (nanos ^ std::process::id()) as u16
 }

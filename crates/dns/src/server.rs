@@ -21,13 +21,22 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Names in the zone that have no records get NXDOMAIN with the SOA; names outside the
 /// zone get REFUSED, as an authoritative-only server (BIND with recursion off) answers.
-pub async fn run(design: &Design, udp: UdpSocket, tcp: TcpListener, shutdown: CancellationToken) -> Result<(), DnsError> {
+pub async fn run(
+    design: &Design,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), DnsError> {
     let serial = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as u32)
         .unwrap_or(1);
     let (origin, records) = zone_records(design, serial)?;
-    let mut zone = InMemoryZoneHandler::<hickory_net::runtime::TokioRuntimeProvider>::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+    let mut zone = InMemoryZoneHandler::<hickory_net::runtime::TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
     for record in records {
         zone.upsert_mut(record, serial);
     }
@@ -38,5 +47,8 @@ pub async fn run(design: &Design, udp: UdpSocket, tcp: TcpListener, shutdown: Ca
     server.register_socket(udp);
     server.register_listener(tcp, TCP_TIMEOUT, 64 * 1024);
     shutdown.cancelled().await;
-    server.shutdown_gracefully().await.map_err(|e| DnsError::Serve(e.to_string()))
+    server
+        .shutdown_gracefully()
+        .await
+        .map_err(|e| DnsError::Serve(e.to_string()))
 }

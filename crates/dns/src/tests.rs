@@ -33,7 +33,8 @@ impl Drop for Running {
 }
 
 async fn start() -> Running {
-    let design = webstack_topology::parse_design(DESIGN, "t.toml", std::path::Path::new(".")).unwrap();
+    let design =
+        webstack_topology::parse_design(DESIGN, "t.toml", std::path::Path::new(".")).unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
     let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
@@ -49,44 +50,89 @@ const T: Duration = Duration::from_secs(5);
 async fn a_record_of_www_over_udp_and_tcp() {
     let dns = start().await;
     for transport in [Transport::Udp, Transport::Tcp] {
-        let a = query(dns.addr, "www.foobar.com.", RecordType::A, transport, T).await.unwrap();
+        let a = query(dns.addr, "www.foobar.com.", RecordType::A, transport, T)
+            .await
+            .unwrap();
         assert_eq!(a.code, ResponseCode::NoError, "{transport:?}");
         assert!(a.authoritative);
-        assert_eq!(a.addresses, vec!["127.10.0.11".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            a.addresses,
+            vec!["127.10.0.11".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 }
 
 #[tokio::test]
 async fn apex_address_and_literal_target() {
     let dns = start().await;
-    let apex = query(dns.addr, "foobar.com.", RecordType::A, Transport::Udp, T).await.unwrap();
-    assert_eq!(apex.addresses, vec!["127.10.0.11".parse::<std::net::IpAddr>().unwrap()]);
-    let api = query(dns.addr, "api.foobar.com.", RecordType::A, Transport::Udp, T).await.unwrap();
-    assert_eq!(api.addresses, vec!["127.0.0.99".parse::<std::net::IpAddr>().unwrap()]);
+    let apex = query(dns.addr, "foobar.com.", RecordType::A, Transport::Udp, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        apex.addresses,
+        vec!["127.10.0.11".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let api = query(
+        dns.addr,
+        "api.foobar.com.",
+        RecordType::A,
+        Transport::Udp,
+        T,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.addresses,
+        vec!["127.0.0.99".parse::<std::net::IpAddr>().unwrap()]
+    );
 }
 
 #[tokio::test]
 async fn unknown_name_in_zone_is_nxdomain_with_soa() {
     let dns = start().await;
-    let a = query(dns.addr, "nope.foobar.com.", RecordType::A, Transport::Udp, T).await.unwrap();
+    let a = query(
+        dns.addr,
+        "nope.foobar.com.",
+        RecordType::A,
+        Transport::Udp,
+        T,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.code, ResponseCode::NXDomain);
-    assert!(a.authority_types.contains(&RecordType::SOA), "{:?}", a.authority_types);
+    assert!(
+        a.authority_types.contains(&RecordType::SOA),
+        "{:?}",
+        a.authority_types
+    );
 }
 
 #[tokio::test]
 async fn soa_and_ns_of_the_zone() {
     let dns = start().await;
-    let soa = query(dns.addr, "foobar.com.", RecordType::SOA, Transport::Tcp, T).await.unwrap();
+    let soa = query(dns.addr, "foobar.com.", RecordType::SOA, Transport::Tcp, T)
+        .await
+        .unwrap();
     assert_eq!(soa.code, ResponseCode::NoError);
     assert_eq!(soa.message.answers.len(), 1);
-    let ns = query(dns.addr, "foobar.com.", RecordType::NS, Transport::Udp, T).await.unwrap();
+    let ns = query(dns.addr, "foobar.com.", RecordType::NS, Transport::Udp, T)
+        .await
+        .unwrap();
     assert_eq!(ns.message.answers[0].data.to_string(), "ns1.foobar.com.");
 }
 
 #[tokio::test]
 async fn other_zones_are_refused() {
     let dns = start().await;
-    let a = query(dns.addr, "www.example.org.", RecordType::A, Transport::Udp, T).await.unwrap();
+    let a = query(
+        dns.addr,
+        "www.example.org.",
+        RecordType::A,
+        Transport::Udp,
+        T,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.code, ResponseCode::Refused);
 }
 
@@ -95,6 +141,14 @@ async fn garbage_datagram_does_not_stop_the_server() {
     let dns = start().await;
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.send_to(b"\x00\x01garbage", dns.addr).await.unwrap();
-    let a = query(dns.addr, "www.foobar.com.", RecordType::A, Transport::Udp, T).await.unwrap();
+    let a = query(
+        dns.addr,
+        "www.foobar.com.",
+        RecordType::A,
+        Transport::Udp,
+        T,
+    )
+    .await
+    .unwrap();
     assert_eq!(a.code, ResponseCode::NoError);
 }

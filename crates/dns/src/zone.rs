@@ -25,7 +25,15 @@ pub fn zone_records(design: &Design, serial: u32) -> Result<(Name, Vec<Record>),
         Record::from_rdata(
             origin.clone(),
             3600,
-            RData::SOA(SOA::new(ns_name.clone(), hostmaster, serial, 3600, 600, 86400, RECORD_TTL)),
+            RData::SOA(SOA::new(
+                ns_name.clone(),
+                hostmaster,
+                serial,
+                3600,
+                600,
+                86400,
+                RECORD_TTL,
+            )),
         ),
         Record::from_rdata(origin.clone(), 3600, RData::NS(NS(ns_name.clone()))),
         address_record(ns_name, 3600, design.dns.address),
@@ -48,7 +56,10 @@ fn address_record(name: Name, ttl: u32, ip: IpAddr) -> Record {
 }
 
 fn fqdn(name: &str) -> Result<Name, DnsError> {
-    let mut n = Name::from_ascii(name).map_err(|e| DnsError::Name { name: name.to_string(), reason: e.to_string() })?;
+    let mut n = Name::from_ascii(name).map_err(|e| DnsError::Name {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
     n.set_fqdn(true);
     Ok(n)
 }

@@ -12,7 +12,13 @@ use webstack_topology::{HealthCheck, LbMode};
 use crate::pool::BackendPool;
 
 /// Runs the checks of every backend until `shutdown`.
-pub async fn run(pool: Arc<BackendPool>, check: HealthCheck, mode: LbMode, local: IpAddr, shutdown: CancellationToken) {
+pub async fn run(
+    pool: Arc<BackendPool>,
+    check: HealthCheck,
+    mode: LbMode,
+    local: IpAddr,
+    shutdown: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..pool.backends.len() {
         let (pool, check, shutdown) = (pool.clone(), check.clone(), shutdown.clone());
@@ -28,7 +34,12 @@ pub async fn run(pool: Arc<BackendPool>, check: HealthCheck, mode: LbMode, local
                 if pool.is_maint(index) {
                     continue;
                 }
-                let (passed, detail) = match tokio::time::timeout(check.timeout, check_once(&check, mode, local, addr)).await {
+                let (passed, detail) = match tokio::time::timeout(
+                    check.timeout,
+                    check_once(&check, mode, local, addr),
+                )
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => (false, format!("no answer within {:?}", check.timeout)),
                 };
@@ -39,10 +50,25 @@ pub async fn run(pool: Arc<BackendPool>, check: HealthCheck, mode: LbMode, local
     while tasks.join_next().await.is_some() {}
 }
 
-async fn check_once(check: &HealthCheck, mode: LbMode, local: IpAddr, addr: SocketAddr) -> (bool, String) {
+async fn check_once(
+    check: &HealthCheck,
+    mode: LbMode,
+    local: IpAddr,
+    addr: SocketAddr,
+) -> (bool, String) {
     let mut stream = match webstack_net::connect_from(local, addr).await {
         Ok(s) => s,
-        Err(e) => return (false, format!("connect: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string()))),
+        Err(e) => {
+            return (
+                false,
+                format!(
+                    "connect: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| e.to_string())
+                ),
+            )
+        }
     };
     if mode == LbMode::Tcp {
         return (true, "connection accepted".into());
@@ -62,8 +88,16 @@ async fn check_once(check: &HealthCheck, mode: LbMode, local: IpAddr, addr: Sock
     }
     let line = String::from_utf8_lossy(&buf[..n]);
     match line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()) {
-        Some(status) if status == check.expect_status => (true, format!("GET {} → {status}", check.path)),
-        Some(status) => (false, format!("GET {} → {status}, expected {}", check.path, check.expect_status)),
+        Some(status) if status == check.expect_status => {
+            (true, format!("GET {} → {status}", check.path))
+        }
+        Some(status) => (
+            false,
+            format!(
+                "GET {} → {status}, expected {}",
+                check.path, check.expect_status
+            ),
+        ),
         None => (false, "not an HTTP answer".into()),
     }
 }

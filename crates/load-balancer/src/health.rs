@@ -19,7 +19,11 @@ impl Default for HealthState {
     /// Backends start up, as in HAProxy: traffic flows at once, and the first failed
     /// checks (or connection errors) take a dead one out.
     fn default() -> Self {
-        HealthState { up: true, passed: 0, failed: 0 }
+        HealthState {
+            up: true,
+            passed: 0,
+            failed: 0,
+        }
     }
 }
 
@@ -72,7 +76,11 @@ mod tests {
         assert_eq!(h.observe(false, 2, 3), Some(Transition::Down));
         assert!(!h.is_up());
         assert_eq!(h.observe(true, 2, 3), None);
-        assert_eq!(h.observe(false, 2, 3), None, "a failure resets the rise count");
+        assert_eq!(
+            h.observe(false, 2, 3),
+            None,
+            "a failure resets the rise count"
+        );
         assert_eq!(h.observe(true, 2, 3), None);
         assert_eq!(h.observe(true, 2, 3), Some(Transition::Up));
     }

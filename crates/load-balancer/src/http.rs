@@ -17,7 +17,9 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use webstack_net::http::{forwarded_headers, remove_hop_by_hop, request_id, root_cause, text, Body, BoxError};
+use webstack_net::http::{
+    forwarded_headers, remove_hop_by_hop, request_id, root_cause, text, Body, BoxError,
+};
 use webstack_topology::LbTimeouts;
 
 use crate::pool::{BackendPool, Lease, NoBackend};
@@ -34,13 +36,28 @@ pub struct HttpProxy {
 }
 
 impl HttpProxy {
-    pub fn new(pool: Arc<BackendPool>, local: IpAddr, retries: u32, timeouts: LbTimeouts, server_name: &str) -> HttpProxy {
+    pub fn new(
+        pool: Arc<BackendPool>,
+        local: IpAddr,
+        retries: u32,
+        timeouts: LbTimeouts,
+        server_name: &str,
+    ) -> HttpProxy {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(local));
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(std::time::Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        HttpProxy { pool, client, retries, timeouts, server_name: server_name.to_string() }
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        HttpProxy {
+            pool,
+            client,
+            retries,
+            timeouts,
+            server_name: server_name.to_string(),
+        }
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -51,23 +68,51 @@ impl HttpProxy {
         let body = if body.is_end_stream() {
             Ok(Bytes::new())
         } else {
-            Limited::new(body, MAX_BODY_BYTES).collect().await.map(|b| b.to_bytes())
+            Limited::new(body, MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
         };
         let body = match body {
             Ok(b) => b,
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("413 Payload Too Large: the load balancer takes bodies up to {MAX_BODY_BYTES} bytes"));
             }
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("400 Bad Request: the request body is malformed ({e})")),
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("400 Bad Request: the request body is malformed ({e})"),
+                )
+            }
         };
         let headers = forwarded_headers(&parts.headers, peer, &rid);
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::PUT
+                | Method::DELETE
+                | Method::OPTIONS
+                | Method::TRACE
+        );
 
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error = String::from("no backend was tried");
         for attempt in 0..=self.retries {
-            let lease = match self.pool.acquire(peer.ip(), &tried, self.timeouts.queue).await {
+            let lease = match self
+                .pool
+                .acquire(peer.ip(), &tried, self.timeouts.queue)
+                .await
+            {
                 Ok(l) => l,
                 Err(NoBackend::QueueTimeout) => {
                     return text(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: every backend of {} stayed at its connection limit for {:?}. Retrying later is safe.", self.server_name, self.timeouts.queue));
@@ -80,24 +125,48 @@ impl HttpProxy {
             let backend = lease.backend();
             let uri: Uri = match format!("http://{}{path}", backend.config.addr).parse() {
                 Ok(u) => u,
-                Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request target is not a valid path"),
+                Err(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "400 Bad Request: the request target is not a valid path",
+                    )
+                }
             };
-            let mut out = Request::builder().method(parts.method.clone()).uri(uri).body(Full::new(body.clone())).expect("parts of a valid request");
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .body(Full::new(body.clone()))
+                .expect("parts of a valid request");
             *out.headers_mut() = headers.clone();
             let started = Instant::now();
             match tokio::time::timeout(self.timeouts.server, self.client.request(out)).await {
                 Ok(Ok(resp)) => {
-                    backend.stats.record_response(resp.status().as_u16(), started.elapsed());
+                    backend
+                        .stats
+                        .record_response(resp.status().as_u16(), started.elapsed());
                     return with_lease(resp, lease, &rid);
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    last_error = format!("cannot connect to {} ({}): {}", backend.config.name, backend.config.addr, root_cause(&e));
+                    last_error = format!(
+                        "cannot connect to {} ({}): {}",
+                        backend.config.name,
+                        backend.config.addr,
+                        root_cause(&e)
+                    );
                     self.pool.eject(lease.index, &last_error);
                 }
                 Ok(Err(e)) => {
-                    backend.stats.response_errors.fetch_add(1, Ordering::Relaxed);
-                    last_error = format!("{} ({}) failed before answering: {}", backend.config.name, backend.config.addr, root_cause(&e));
+                    backend
+                        .stats
+                        .response_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    last_error = format!(
+                        "{} ({}) failed before answering: {}",
+                        backend.config.name,
+                        backend.config.addr,
+                        root_cause(&e)
+                    );
                     if !idempotent {
                         // The request may have been applied: a POST is never sent twice.
                         return text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {last_error}. The backend is at fault; the {} may or may not have been applied, so it was not retried.", parts.method));
@@ -105,19 +174,28 @@ impl HttpProxy {
                 }
                 Err(_) => {
                     backend.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    return text(StatusCode::GATEWAY_TIMEOUT, format!("504 Gateway Timeout: backend {} did not answer within {:?}.", backend.config.name, self.timeouts.server));
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "504 Gateway Timeout: backend {} did not answer within {:?}.",
+                            backend.config.name, self.timeouts.server
+                        ),
+                    );
                 }
             }
             tried.push(lease.index);
             if attempt < self.retries {
                 backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                eprintln!("load balancer: retry {} of {} {path} (request {rid}): {last_error}", attempt + 1, parts.method);
+                eprintln!(
+                    "load balancer: retry {} of {} {path} (request {rid}): {last_error}",
+                    attempt + 1,
+                    parts.method
+                );
             }
         }
         text(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: no backend could take the request ({last_error}). It was not applied; retrying later is safe."))
     }
 }
-
 
 /// The backend's response, with the lease held until its body is done, so the backend
 /// counts as busy (for leastconn and maxconn) for exactly as long as it is.
@@ -127,7 +205,14 @@ fn with_lease(resp: Response<Incoming>, lease: Lease, rid: &str) -> Response<Bod
     if let Ok(v) = HeaderValue::from_str(rid) {
         parts.headers.entry("x-request-id").or_insert(v);
     }
-    Response::from_parts(parts, LeasedBody { inner: body, _lease: lease }.boxed())
+    Response::from_parts(
+        parts,
+        LeasedBody {
+            inner: body,
+            _lease: lease,
+        }
+        .boxed(),
+    )
 }
 
 struct LeasedBody {
@@ -139,8 +224,13 @@ impl HttpBody for LeasedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx).map_err(|e| Box::new(e) as BoxError)
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(|e| Box::new(e) as BoxError)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -50,26 +50,69 @@ pub struct LbConfig {
 
 /// Runs the load balancer on `listener` (traffic) and `stats` (stats page, metrics and
 /// admin commands) until `shutdown`.
-pub async fn run(config: LbConfig, listener: Listener, stats: Listener, shutdown: CancellationToken) {
-    let pool = Arc::new(BackendPool::new(config.backends.clone(), config.algorithm, config.maxconn, config.when_all_down, config.health_check.rise, config.health_check.fall));
-    let checks = tokio::spawn(checker::run(pool.clone(), config.health_check.clone(), config.mode, config.local_address, shutdown.clone()));
+pub async fn run(
+    config: LbConfig,
+    listener: Listener,
+    stats: Listener,
+    shutdown: CancellationToken,
+) {
+    let pool = Arc::new(BackendPool::new(
+        config.backends.clone(),
+        config.algorithm,
+        config.maxconn,
+        config.when_all_down,
+        config.health_check.rise,
+        config.health_check.fall,
+    ));
+    let checks = tokio::spawn(checker::run(
+        pool.clone(),
+        config.health_check.clone(),
+        config.mode,
+        config.local_address,
+        shutdown.clone(),
+    ));
     let stats_pool = pool.clone();
     let name = config.server_name.clone();
-    let stats_task = tokio::spawn(serve(stats, HttpLimits::default(), shutdown.clone(), move |req, _peer| {
-        let (pool, name) = (stats_pool.clone(), name.clone());
-        async move { stats::handle(pool, &name, req).await }
-    }));
+    let stats_task = tokio::spawn(serve(
+        stats,
+        HttpLimits::default(),
+        shutdown.clone(),
+        move |req, _peer| {
+            let (pool, name) = (stats_pool.clone(), name.clone());
+            async move { stats::handle(pool, &name, req).await }
+        },
+    ));
     match config.mode {
         LbMode::Http => {
-            let proxy = Arc::new(http::HttpProxy::new(pool, config.local_address, config.retries, config.timeouts.clone(), &config.server_name));
-            let limits = HttpLimits { header_read_timeout: config.timeouts.client, ..HttpLimits::default() };
+            let proxy = Arc::new(http::HttpProxy::new(
+                pool,
+                config.local_address,
+                config.retries,
+                config.timeouts.clone(),
+                &config.server_name,
+            ));
+            let limits = HttpLimits {
+                header_read_timeout: config.timeouts.client,
+                ..HttpLimits::default()
+            };
             serve(listener, limits, shutdown.clone(), move |req, peer| {
                 let proxy = proxy.clone();
                 async move { proxy.handle(req, peer).await }
             })
             .await;
         }
-        LbMode::Tcp => tcp::serve(listener, pool, config.local_address, config.retries, config.timeouts.clone(), config.proxy_protocol, shutdown.clone()).await,
+        LbMode::Tcp => {
+            tcp::serve(
+                listener,
+                pool,
+                config.local_address,
+                config.retries,
+                config.timeouts.clone(),
+                config.proxy_protocol,
+                shutdown.clone(),
+            )
+            .await
+        }
     }
     let _ = checks.await;
     let _ = stats_task.await;

@@ -47,7 +47,9 @@ impl AdminState {
 }
 
 /// Upper bounds of the response-time histogram, in seconds (Prometheus' defaults).
-pub const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Counters of one backend. Atomics: bumped on the request path without a lock.
 #[derive(Default)]
@@ -77,7 +79,8 @@ impl BackendStats {
             }
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.latency_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -144,7 +147,9 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.backends[self.index].active.fetch_sub(1, Ordering::AcqRel);
+        self.pool.backends[self.index]
+            .active
+            .fetch_sub(1, Ordering::AcqRel);
         self.pool.released.notify_waiters();
     }
 }
@@ -156,7 +161,14 @@ impl Lease {
 }
 
 impl BackendPool {
-    pub fn new(backends: Vec<BackendConfig>, algorithm: Algorithm, maxconn: Option<u32>, when_all_down: WhenAllDown, rise: u32, fall: u32) -> BackendPool {
+    pub fn new(
+        backends: Vec<BackendConfig>,
+        algorithm: Algorithm,
+        maxconn: Option<u32>,
+        when_all_down: WhenAllDown,
+        rise: u32,
+        fall: u32,
+    ) -> BackendPool {
         let n = backends.len();
         BackendPool {
             backends: backends
@@ -165,7 +177,12 @@ impl BackendPool {
                     config,
                     active: AtomicU32::new(0),
                     stats: BackendStats::default(),
-                    state: Mutex::new(BackendState { health: HealthState::default(), admin: AdminState::Ready, last_check: "not checked yet".into(), last_change: Instant::now() }),
+                    state: Mutex::new(BackendState {
+                        health: HealthState::default(),
+                        admin: AdminState::Ready,
+                        last_check: "not checked yet".into(),
+                        last_change: Instant::now(),
+                    }),
                 })
                 .collect(),
             selector: Mutex::new(Selector::new(algorithm, n)),
@@ -179,7 +196,12 @@ impl BackendPool {
 
     /// Takes a backend for a request from `client`, skipping those in `exclude` (already
     /// tried for this request). Waits up to `queue` while every candidate is at maxconn.
-    pub async fn acquire(self: &Arc<Self>, client: IpAddr, exclude: &[usize], queue: Duration) -> Result<Lease, NoBackend> {
+    pub async fn acquire(
+        self: &Arc<Self>,
+        client: IpAddr,
+        exclude: &[usize],
+        queue: Duration,
+    ) -> Result<Lease, NoBackend> {
         let deadline = tokio::time::Instant::now() + queue;
         loop {
             let released = self.released.notified();
@@ -196,7 +218,11 @@ impl BackendPool {
     }
 
     /// One attempt: `QueueTimeout` here means "all busy, worth waiting".
-    fn try_acquire(self: &Arc<Self>, client: IpAddr, exclude: &[usize]) -> Result<Lease, NoBackend> {
+    fn try_acquire(
+        self: &Arc<Self>,
+        client: IpAddr,
+        exclude: &[usize],
+    ) -> Result<Lease, NoBackend> {
         let mut selector = self.selector.lock().expect("selector lock");
         let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(self.backends.len());
         let mut any_up = false;
@@ -209,7 +235,13 @@ impl BackendPool {
             any_up |= up && usable;
             let active = b.active.load(Ordering::Acquire);
             // `eligible` is settled below, once it is known whether any backend is up.
-            candidates.push(Candidate { name: &b.config.name, weight: b.config.weight, active, eligible: usable && up, backup: b.config.backup });
+            candidates.push(Candidate {
+                name: &b.config.name,
+                weight: b.config.weight,
+                active,
+                eligible: usable && up,
+                backup: b.config.backup,
+            });
         }
         // Fail-open: with every backend down, try the ready ones anyway rather than
         // refuse; a health check can be wrong where real traffic is not.
@@ -224,8 +256,14 @@ impl BackendPool {
         match selector.pick(&candidates, client) {
             Some(index) => {
                 self.backends[index].active.fetch_add(1, Ordering::AcqRel);
-                self.backends[index].stats.requests.fetch_add(1, Ordering::Relaxed);
-                Ok(Lease { pool: self.clone(), index })
+                self.backends[index]
+                    .stats
+                    .requests
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Lease {
+                    pool: self.clone(),
+                    index,
+                })
             }
             None if busy => Err(NoBackend::QueueTimeout),
             None => Err(NoBackend::NoneAvailable),
@@ -233,7 +271,12 @@ impl BackendPool {
     }
 
     fn is_ready(&self, index: usize) -> bool {
-        self.backends[index].state.lock().expect("backend lock").admin == AdminState::Ready
+        self.backends[index]
+            .state
+            .lock()
+            .expect("backend lock")
+            .admin
+            == AdminState::Ready
     }
 
     /// Records an active check's result.
@@ -272,7 +315,12 @@ impl BackendPool {
     }
 
     pub fn is_maint(&self, index: usize) -> bool {
-        self.backends[index].state.lock().expect("backend lock").admin == AdminState::Maint
+        self.backends[index]
+            .state
+            .lock()
+            .expect("backend lock")
+            .admin
+            == AdminState::Maint
     }
 
     /// Changes a backend's admin state at runtime; `None` if there is no such backend.

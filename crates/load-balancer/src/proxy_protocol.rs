@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-const SIGNATURE: [u8; 12] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
+const SIGNATURE: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
 
 /// The binary header for a proxied TCP connection from `client` to `server` (the
 /// address the client connected to).
@@ -40,7 +42,10 @@ mod tests {
 
     #[test]
     fn ipv4_header_matches_the_spec_layout() {
-        let h = header_v2("127.0.0.5:40000".parse().unwrap(), "127.10.1.10:8080".parse().unwrap());
+        let h = header_v2(
+            "127.0.0.5:40000".parse().unwrap(),
+            "127.10.1.10:8080".parse().unwrap(),
+        );
         assert_eq!(h.len(), 16 + 12);
         assert_eq!(&h[..12], &SIGNATURE);
         assert_eq!(h[12], 0x21);

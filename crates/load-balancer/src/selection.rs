@@ -28,7 +28,10 @@ pub struct Selector {
 
 impl Selector {
     pub fn new(algorithm: Algorithm, backends: usize) -> Selector {
-        Selector { algorithm, current: vec![0; backends] }
+        Selector {
+            algorithm,
+            current: vec![0; backends],
+        }
     }
 
     /// The index of the backend for the next request from `client`, or `None` if no
@@ -46,7 +49,9 @@ impl Selector {
                     .filter(|b| allowed(b))
                     .map(|b| b.active as u64 * 1024 / b.weight.max(1) as u64)
                     .min()?;
-                self.smooth_weighted(backends, |b| allowed(b) && b.active as u64 * 1024 / b.weight.max(1) as u64 == best)
+                self.smooth_weighted(backends, |b| {
+                    allowed(b) && b.active as u64 * 1024 / b.weight.max(1) as u64 == best
+                })
             }
             Algorithm::SourceHash => backends
                 .iter()
@@ -58,7 +63,11 @@ impl Selector {
         }
     }
 
-    fn smooth_weighted(&mut self, backends: &[Candidate<'_>], allowed: impl Fn(&Candidate<'_>) -> bool) -> Option<usize> {
+    fn smooth_weighted(
+        &mut self,
+        backends: &[Candidate<'_>],
+        allowed: impl Fn(&Candidate<'_>) -> bool,
+    ) -> Option<usize> {
         if self.current.len() != backends.len() {
             self.current = vec![0; backends.len()];
         }
@@ -110,7 +119,13 @@ mod tests {
     use super::*;
 
     fn c(name: &str, weight: u32, active: u32) -> Candidate<'_> {
-        Candidate { name, weight, active, eligible: true, backup: false }
+        Candidate {
+            name,
+            weight,
+            active,
+            eligible: true,
+            backup: false,
+        }
     }
 
     fn shares(sel: &mut Selector, backends: &[Candidate<'_>], n: usize) -> Vec<usize> {
@@ -125,7 +140,9 @@ mod tests {
     fn round_robin_gives_exactly_equal_shares_in_strict_rotation() {
         let b = [c("a", 1, 0), c("b", 1, 0), c("c", 1, 0)];
         let mut sel = Selector::new(Algorithm::RoundRobin, 3);
-        let order: Vec<usize> = (0..6).map(|_| sel.pick(&b, "127.0.0.1".parse().unwrap()).unwrap()).collect();
+        let order: Vec<usize> = (0..6)
+            .map(|_| sel.pick(&b, "127.0.0.1".parse().unwrap()).unwrap())
+            .collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2]);
         assert_eq!(shares(&mut sel, &b, 300), vec![100, 100, 100]);
     }
@@ -134,14 +151,27 @@ mod tests {
     fn weights_are_respected_and_interleaved() {
         let b = [c("a", 3, 0), c("b", 1, 0)];
         let mut sel = Selector::new(Algorithm::Weighted, 2);
-        let order: Vec<usize> = (0..4).map(|_| sel.pick(&b, "127.0.0.1".parse().unwrap()).unwrap()).collect();
-        assert_eq!(order, vec![0, 0, 1, 0], "smooth: the light backend is not starved to the end");
+        let order: Vec<usize> = (0..4)
+            .map(|_| sel.pick(&b, "127.0.0.1".parse().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            vec![0, 0, 1, 0],
+            "smooth: the light backend is not starved to the end"
+        );
         assert_eq!(shares(&mut sel, &b, 400), vec![300, 100]);
     }
 
     #[test]
     fn ineligible_backends_are_skipped_and_backups_wait_for_an_outage() {
-        let mut b = vec![c("a", 1, 0), c("b", 1, 0), Candidate { backup: true, ..c("spare", 1, 0) }];
+        let mut b = vec![
+            c("a", 1, 0),
+            c("b", 1, 0),
+            Candidate {
+                backup: true,
+                ..c("spare", 1, 0)
+            },
+        ];
         let mut sel = Selector::new(Algorithm::RoundRobin, 3);
         b[0].eligible = false;
         assert_eq!(shares(&mut sel, &b, 10), vec![0, 10, 0]);
@@ -165,11 +195,20 @@ mod tests {
         let b = [c("a", 1, 0), c("b", 1, 0), c("c", 1, 0)];
         let mut sel = Selector::new(Algorithm::SourceHash, 3);
         let clients: Vec<IpAddr> = (1..=200u8).map(|i| IpAddr::from([127, 0, 1, i])).collect();
-        let first: Vec<usize> = clients.iter().map(|ip| sel.pick(&b, *ip).unwrap()).collect();
-        let again: Vec<usize> = clients.iter().map(|ip| sel.pick(&b, *ip).unwrap()).collect();
+        let first: Vec<usize> = clients
+            .iter()
+            .map(|ip| sel.pick(&b, *ip).unwrap())
+            .collect();
+        let again: Vec<usize> = clients
+            .iter()
+            .map(|ip| sel.pick(&b, *ip).unwrap())
+            .collect();
         assert_eq!(first, again, "the same client goes to the same backend");
         for i in 0..3 {
-            assert!(first.iter().filter(|x| **x == i).count() > 30, "spread: {first:?}");
+            assert!(
+                first.iter().filter(|x| **x == i).count() > 30,
+                "spread: {first:?}"
+            );
         }
         let mut without_b = b.clone();
         without_b[1].eligible = false;

@@ -12,7 +12,11 @@ use webstack_net::http::{full, text, Body};
 
 use crate::pool::{AdminState, BackendPool, BackendSnapshot, LATENCY_BUCKETS};
 
-pub async fn handle(pool: Arc<BackendPool>, server_name: &str, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    pool: Arc<BackendPool>,
+    server_name: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/") => html(page(server_name, &pool.snapshot())),
@@ -22,29 +26,55 @@ pub async fn handle(pool: Arc<BackendPool>, server_name: &str, req: Request<Inco
             .unwrap(),
         (Method::GET, "/backends.json") => Response::builder()
             .header("content-type", "application/json")
-            .body(full(serde_json::to_vec_pretty(&pool.snapshot()).expect("snapshots serialise")))
+            .body(full(
+                serde_json::to_vec_pretty(&pool.snapshot()).expect("snapshots serialise"),
+            ))
             .unwrap(),
         (Method::POST, p) if p.starts_with("/backends/") && p.ends_with("/state") => {
-            let name = p.trim_start_matches("/backends/").trim_end_matches("/state").to_string();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let name = p
+                .trim_start_matches("/backends/")
+                .trim_end_matches("/state")
+                .to_string();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let wanted = String::from_utf8_lossy(&body).to_string();
             let Some(state) = AdminState::parse(&wanted) else {
-                return text(StatusCode::BAD_REQUEST, format!("{wanted:?} is not a state; send ready, drain or maint"));
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("{wanted:?} is not a state; send ready, drain or maint"),
+                );
             };
             match pool.set_admin(&name, state) {
                 Some(()) => text(StatusCode::OK, format!("backend {name} is now {state:?}")),
                 None => {
-                    let names: Vec<&str> = pool.backends.iter().map(|b| b.config.name.as_str()).collect();
-                    text(StatusCode::NOT_FOUND, format!("no backend {name:?} (backends: {})", names.join(", ")))
+                    let names: Vec<&str> = pool
+                        .backends
+                        .iter()
+                        .map(|b| b.config.name.as_str())
+                        .collect();
+                    text(
+                        StatusCode::NOT_FOUND,
+                        format!("no backend {name:?} (backends: {})", names.join(", ")),
+                    )
                 }
             }
         }
-        _ => text(StatusCode::NOT_FOUND, "stats pages: /, /metrics, /backends.json, POST /backends/NAME/state"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "stats pages: /, /metrics, /backends.json, POST /backends/NAME/state",
+        ),
     }
 }
 
 fn html(body: String) -> Response<Body> {
-    Response::builder().header("content-type", "text/html; charset=utf-8").body(full(body)).unwrap()
+    Response::builder()
+        .header("content-type", "text/html; charset=utf-8")
+        .body(full(body))
+        .unwrap()
 }
 
 fn state_word(b: &BackendSnapshot) -> &'static str {
@@ -84,7 +114,9 @@ fn page(server_name: &str, backends: &[BackendSnapshot]) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Prometheus text exposition format.
@@ -95,57 +127,144 @@ pub fn metrics(pool: &BackendPool) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         values(&mut out);
     };
-    family("webstack_lb_backend_up", "gauge", "1 if the backend is up and ready, else 0.", &mut |o| {
-        for b in &snaps {
-            let _ = writeln!(o, "webstack_lb_backend_up{{backend=\"{}\"}} {}", b.name, u8::from(b.up && b.admin == AdminState::Ready));
-        }
-    });
-    family("webstack_lb_backend_active", "gauge", "Requests or connections in flight.", &mut |o| {
-        for b in &snaps {
-            let _ = writeln!(o, "webstack_lb_backend_active{{backend=\"{}\"}} {}", b.name, b.active);
-        }
-    });
-    family("webstack_lb_backend_requests_total", "counter", "Requests or connections sent to the backend.", &mut |o| {
-        for b in &snaps {
-            let _ = writeln!(o, "webstack_lb_backend_requests_total{{backend=\"{}\"}} {}", b.name, b.requests);
-        }
-    });
-    family("webstack_lb_backend_responses_total", "counter", "Responses by status class.", &mut |o| {
-        for b in &snaps {
-            for (i, n) in b.responses.iter().enumerate() {
-                let _ = writeln!(o, "webstack_lb_backend_responses_total{{backend=\"{}\",code=\"{}xx\"}} {n}", b.name, i + 1);
+    family(
+        "webstack_lb_backend_up",
+        "gauge",
+        "1 if the backend is up and ready, else 0.",
+        &mut |o| {
+            for b in &snaps {
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_up{{backend=\"{}\"}} {}",
+                    b.name,
+                    u8::from(b.up && b.admin == AdminState::Ready)
+                );
             }
-        }
-    });
-    family("webstack_lb_backend_errors_total", "counter", "Failed attempts by kind.", &mut |o| {
-        for b in &snaps {
-            for (kind, n) in [("connect", b.connect_errors), ("response", b.response_errors), ("timeout", b.timeouts)] {
-                let _ = writeln!(o, "webstack_lb_backend_errors_total{{backend=\"{}\",kind=\"{kind}\"}} {n}", b.name);
+        },
+    );
+    family(
+        "webstack_lb_backend_active",
+        "gauge",
+        "Requests or connections in flight.",
+        &mut |o| {
+            for b in &snaps {
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_active{{backend=\"{}\"}} {}",
+                    b.name, b.active
+                );
             }
-        }
-    });
-    family("webstack_lb_backend_retries_total", "counter", "Requests sent to another backend after this one failed.", &mut |o| {
-        for b in &snaps {
-            let _ = writeln!(o, "webstack_lb_backend_retries_total{{backend=\"{}\"}} {}", b.name, b.retries);
-        }
-    });
-    family("webstack_lb_backend_health_transitions_total", "counter", "Health changes by direction.", &mut |o| {
-        for b in &snaps {
-            let _ = writeln!(o, "webstack_lb_backend_health_transitions_total{{backend=\"{}\",to=\"up\"}} {}", b.name, b.went_up);
-            let _ = writeln!(o, "webstack_lb_backend_health_transitions_total{{backend=\"{}\",to=\"down\"}} {}", b.name, b.went_down);
-        }
-    });
-    family("webstack_lb_backend_response_seconds", "histogram", "Time to the backend's response head.", &mut |o| {
-        for b in &pool.backends {
-            let st = &b.stats;
-            for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&st.latency_buckets) {
-                let _ = writeln!(o, "webstack_lb_backend_response_seconds_bucket{{backend=\"{}\",le=\"{bound}\"}} {}", b.config.name, bucket.load(std::sync::atomic::Ordering::Relaxed));
+        },
+    );
+    family(
+        "webstack_lb_backend_requests_total",
+        "counter",
+        "Requests or connections sent to the backend.",
+        &mut |o| {
+            for b in &snaps {
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_requests_total{{backend=\"{}\"}} {}",
+                    b.name, b.requests
+                );
             }
-            let count = st.latency_count.load(std::sync::atomic::Ordering::Relaxed);
-            let _ = writeln!(o, "webstack_lb_backend_response_seconds_bucket{{backend=\"{}\",le=\"+Inf\"}} {count}", b.config.name);
-            let _ = writeln!(o, "webstack_lb_backend_response_seconds_sum{{backend=\"{}\"}} {}", b.config.name, st.latency_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6);
-            let _ = writeln!(o, "webstack_lb_backend_response_seconds_count{{backend=\"{}\"}} {count}", b.config.name);
-        }
-    });
+        },
+    );
+    family(
+        "webstack_lb_backend_responses_total",
+        "counter",
+        "Responses by status class.",
+        &mut |o| {
+            for b in &snaps {
+                for (i, n) in b.responses.iter().enumerate() {
+                    let _ = writeln!(
+                        o,
+                        "webstack_lb_backend_responses_total{{backend=\"{}\",code=\"{}xx\"}} {n}",
+                        b.name,
+                        i + 1
+                    );
+                }
+            }
+        },
+    );
+    family(
+        "webstack_lb_backend_errors_total",
+        "counter",
+        "Failed attempts by kind.",
+        &mut |o| {
+            for b in &snaps {
+                for (kind, n) in [
+                    ("connect", b.connect_errors),
+                    ("response", b.response_errors),
+                    ("timeout", b.timeouts),
+                ] {
+                    let _ = writeln!(
+                        o,
+                        "webstack_lb_backend_errors_total{{backend=\"{}\",kind=\"{kind}\"}} {n}",
+                        b.name
+                    );
+                }
+            }
+        },
+    );
+    family(
+        "webstack_lb_backend_retries_total",
+        "counter",
+        "Requests sent to another backend after this one failed.",
+        &mut |o| {
+            for b in &snaps {
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_retries_total{{backend=\"{}\"}} {}",
+                    b.name, b.retries
+                );
+            }
+        },
+    );
+    family(
+        "webstack_lb_backend_health_transitions_total",
+        "counter",
+        "Health changes by direction.",
+        &mut |o| {
+            for b in &snaps {
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_health_transitions_total{{backend=\"{}\",to=\"up\"}} {}",
+                    b.name, b.went_up
+                );
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_health_transitions_total{{backend=\"{}\",to=\"down\"}} {}",
+                    b.name, b.went_down
+                );
+            }
+        },
+    );
+    family(
+        "webstack_lb_backend_response_seconds",
+        "histogram",
+        "Time to the backend's response head.",
+        &mut |o| {
+            for b in &pool.backends {
+                let st = &b.stats;
+                for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&st.latency_buckets) {
+                    let _ = writeln!(o, "webstack_lb_backend_response_seconds_bucket{{backend=\"{}\",le=\"{bound}\"}} {}", b.config.name, bucket.load(std::sync::atomic::Ordering::Relaxed));
+                }
+                let count = st.latency_count.load(std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(o, "webstack_lb_backend_response_seconds_bucket{{backend=\"{}\",le=\"+Inf\"}} {count}", b.config.name);
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_response_seconds_sum{{backend=\"{}\"}} {}",
+                    b.config.name,
+                    st.latency_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+                );
+                let _ = writeln!(
+                    o,
+                    "webstack_lb_backend_response_seconds_count{{backend=\"{}\"}} {count}",
+                    b.config.name
+                );
+            }
+        },
+    );
     out
 }

@@ -14,7 +14,15 @@ use webstack_topology::LbTimeouts;
 use crate::pool::BackendPool;
 use crate::proxy_protocol::header_v2;
 
-pub async fn serve(listener: Listener, pool: Arc<BackendPool>, local: IpAddr, retries: u32, timeouts: LbTimeouts, proxy_protocol: bool, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: Listener,
+    pool: Arc<BackendPool>,
+    local: IpAddr,
+    retries: u32,
+    timeouts: LbTimeouts,
+    proxy_protocol: bool,
+    shutdown: CancellationToken,
+) {
     let frontend = listener.local_addr();
     loop {
         let (client, peer) = tokio::select! {
@@ -35,16 +43,39 @@ pub async fn serve(listener: Listener, pool: Arc<BackendPool>, local: IpAddr, re
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn relay(mut client: TcpStream, peer: SocketAddr, frontend: SocketAddr, pool: Arc<BackendPool>, local: IpAddr, retries: u32, timeouts: LbTimeouts, proxy_protocol: bool) {
+async fn relay(
+    mut client: TcpStream,
+    peer: SocketAddr,
+    frontend: SocketAddr,
+    pool: Arc<BackendPool>,
+    local: IpAddr,
+    retries: u32,
+    timeouts: LbTimeouts,
+    proxy_protocol: bool,
+) {
     let mut tried = Vec::new();
     for attempt in 0..=retries {
-        let Ok(lease) = pool.acquire(peer.ip(), &tried, timeouts.queue).await else { return };
+        let Ok(lease) = pool.acquire(peer.ip(), &tried, timeouts.queue).await else {
+            return;
+        };
         let backend = lease.backend();
-        let connect = tokio::time::timeout(timeouts.connect, webstack_net::connect_from(local, backend.config.addr)).await;
+        let connect = tokio::time::timeout(
+            timeouts.connect,
+            webstack_net::connect_from(local, backend.config.addr),
+        )
+        .await;
         match connect {
             Ok(Ok(mut upstream)) => {
-                if proxy_protocol && upstream.write_all(&header_v2(peer, frontend)).await.is_err() {
-                    backend.stats.response_errors.fetch_add(1, Ordering::Relaxed);
+                if proxy_protocol
+                    && upstream
+                        .write_all(&header_v2(peer, frontend))
+                        .await
+                        .is_err()
+                {
+                    backend
+                        .stats
+                        .response_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
@@ -52,12 +83,18 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, frontend: SocketAddr, po
             }
             _ => {
                 backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                let reason = format!("cannot connect to {} ({})", backend.config.name, backend.config.addr);
+                let reason = format!(
+                    "cannot connect to {} ({})",
+                    backend.config.name, backend.config.addr
+                );
                 pool.eject(lease.index, &reason);
                 tried.push(lease.index);
                 if attempt < retries {
                     backend.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("load balancer: retry {} of a TCP connection from {peer}: {reason}", attempt + 1);
+                    eprintln!(
+                        "load balancer: retry {} of a TCP connection from {peer}: {reason}",
+                        attempt + 1
+                    );
                 }
             }
         }

@@ -44,7 +44,14 @@ struct TestBackend {
 
 impl Lab {
     fn new() -> Lab {
-        Lab { rt: tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(), stops: Vec::new() }
+        Lab {
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            stops: Vec::new(),
+        }
     }
 
     fn backend(&mut self, name: &'static str) -> TestBackend {
@@ -55,46 +62,107 @@ impl Lab {
         let listener = self.rt.block_on(async { Listener::bind(addr).unwrap() });
         let addr = listener.local_addr();
         let stop = CancellationToken::new();
-        let (received, posts, healthy, release) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicBool::new(true)), Arc::new(Semaphore::new(0)));
-        let (r, p, h, rel) = (received.clone(), posts.clone(), healthy.clone(), release.clone());
-        self.rt.spawn(serve(listener, HttpLimits::default(), stop.clone(), move |req, _| {
-            let (r, p, h, rel) = (r.clone(), p.clone(), h.clone(), rel.clone());
-            async move {
-                if req.uri().path() == "/.webstack/health" {
-                    let status = if h.load(Ordering::SeqCst) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                    return Response::builder().status(status).body(full("")).unwrap();
+        let (received, posts, healthy, release) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(Semaphore::new(0)),
+        );
+        let (r, p, h, rel) = (
+            received.clone(),
+            posts.clone(),
+            healthy.clone(),
+            release.clone(),
+        );
+        self.rt.spawn(serve(
+            listener,
+            HttpLimits::default(),
+            stop.clone(),
+            move |req, _| {
+                let (r, p, h, rel) = (r.clone(), p.clone(), h.clone(), rel.clone());
+                async move {
+                    if req.uri().path() == "/.webstack/health" {
+                        let status = if h.load(Ordering::SeqCst) {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        };
+                        return Response::builder().status(status).body(full("")).unwrap();
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    if req.method() == hyper::Method::POST {
+                        p.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if req.uri().path() == "/hang" {
+                        let _permit = rel.acquire().await;
+                    }
+                    let body = http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    Response::builder()
+                        .header("x-served-by", name)
+                        .body(full(format!("{name} got {} bytes", body.len())))
+                        .unwrap()
                 }
-                r.fetch_add(1, Ordering::SeqCst);
-                if req.method() == hyper::Method::POST {
-                    p.fetch_add(1, Ordering::SeqCst);
-                }
-                if req.uri().path() == "/hang" {
-                    let _permit = rel.acquire().await;
-                }
-                let body = http_body_util::BodyExt::collect(req.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
-                Response::builder().header("x-served-by", name).body(full(format!("{name} got {} bytes", body.len()))).unwrap()
-            }
-        }));
+            },
+        ));
         self.stops.push(stop.clone());
-        TestBackend { addr, stop, received, posts, healthy, release }
+        TestBackend {
+            addr,
+            stop,
+            received,
+            posts,
+            healthy,
+            release,
+        }
     }
 
-    fn lb(&mut self, backends: &[(&str, &TestBackend)], tweak: impl FnOnce(&mut LbConfig)) -> (SocketAddr, SocketAddr) {
+    fn lb(
+        &mut self,
+        backends: &[(&str, &TestBackend)],
+        tweak: impl FnOnce(&mut LbConfig),
+    ) -> (SocketAddr, SocketAddr) {
         let mut config = LbConfig {
             server_name: "lb-test".into(),
             local_address: "127.0.0.1".parse().unwrap(),
             mode: LbMode::Http,
             algorithm: Algorithm::RoundRobin,
-            backends: backends.iter().map(|(name, b)| BackendConfig { name: name.to_string(), addr: b.addr, weight: 1, backup: false }).collect(),
+            backends: backends
+                .iter()
+                .map(|(name, b)| BackendConfig {
+                    name: name.to_string(),
+                    addr: b.addr,
+                    weight: 1,
+                    backup: false,
+                })
+                .collect(),
             maxconn: None,
             retries: 3,
             when_all_down: WhenAllDown::ServiceUnavailable,
             proxy_protocol: false,
-            health_check: HealthCheck { interval: Duration::from_millis(100), timeout: Duration::from_millis(100), rise: 2, fall: 2, path: "/.webstack/health".into(), expect_status: 200 },
-            timeouts: LbTimeouts { connect: Duration::from_secs(1), server: Duration::from_secs(5), client: Duration::from_secs(5), queue: Duration::from_millis(300) },
+            health_check: HealthCheck {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(100),
+                rise: 2,
+                fall: 2,
+                path: "/.webstack/health".into(),
+                expect_status: 200,
+            },
+            timeouts: LbTimeouts {
+                connect: Duration::from_secs(1),
+                server: Duration::from_secs(5),
+                client: Duration::from_secs(5),
+                queue: Duration::from_millis(300),
+            },
         };
         tweak(&mut config);
-        let (listener, stats) = self.rt.block_on(async { (Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap(), Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap()) });
+        let (listener, stats) = self.rt.block_on(async {
+            (
+                Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
+                Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
+            )
+        });
         let (addr, stats_addr) = (listener.local_addr(), stats.local_addr());
         let stop = CancellationToken::new();
         self.rt.spawn(run(config, listener, stats, stop.clone()));
@@ -104,7 +172,14 @@ impl Lab {
 }
 
 fn served_by(lb: SocketAddr, n: usize) -> Vec<String> {
-    (0..n).map(|_| get(lb, "www.foobar.com", "/").header("x-served-by").unwrap_or("none").to_string()).collect()
+    (0..n)
+        .map(|_| {
+            get(lb, "www.foobar.com", "/")
+                .header("x-served-by")
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect()
 }
 
 fn count(v: &[String], name: &str) -> usize {
@@ -112,8 +187,14 @@ fn count(v: &[String], name: &str) -> usize {
 }
 
 fn backend_state(stats: SocketAddr, name: &str) -> serde_json::Value {
-    let all: serde_json::Value = serde_json::from_slice(&get(stats, "lb", "/backends.json").body).unwrap();
-    all.as_array().unwrap().iter().find(|b| b["name"] == name).cloned().unwrap()
+    let all: serde_json::Value =
+        serde_json::from_slice(&get(stats, "lb", "/backends.json").body).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap()
 }
 
 #[test]
@@ -125,7 +206,10 @@ fn round_robin_gives_exactly_equal_shares_over_two_and_three_backends() {
     assert_eq!((count(&got, "a"), count(&got, "b")), (50, 50));
     let (three, _) = lab.lb(&[("a", &a), ("b", &b), ("c", &c)], |_| {});
     let got = served_by(three, 99);
-    assert_eq!((count(&got, "a"), count(&got, "b"), count(&got, "c")), (33, 33, 33));
+    assert_eq!(
+        (count(&got, "a"), count(&got, "b"), count(&got, "c")),
+        (33, 33, 33)
+    );
 }
 
 #[test]
@@ -144,13 +228,30 @@ fn weights_are_respected() {
 fn leastconn_prefers_the_idle_backend() {
     let mut lab = Lab::new();
     let (a, b) = (lab.backend("a"), lab.backend("b"));
-    let (lb, _) = lab.lb(&[("a", &a), ("b", &b)], |c| c.algorithm = Algorithm::LeastConn);
+    let (lb, _) = lab.lb(&[("a", &a), ("b", &b)], |c| {
+        c.algorithm = Algorithm::LeastConn
+    });
     // Two requests held open on one backend make the other the idle one.
     let hold1 = std::thread::spawn(move || get(lb, "h", "/hang"));
-    eventually(Duration::from_secs(5), "the first held request arrives", || (a.received.load(Ordering::SeqCst) + b.received.load(Ordering::SeqCst) == 1).then_some(()));
-    let busy = if a.received.load(Ordering::SeqCst) == 1 { "a" } else { "b" };
+    eventually(
+        Duration::from_secs(5),
+        "the first held request arrives",
+        || {
+            (a.received.load(Ordering::SeqCst) + b.received.load(Ordering::SeqCst) == 1)
+                .then_some(())
+        },
+    );
+    let busy = if a.received.load(Ordering::SeqCst) == 1 {
+        "a"
+    } else {
+        "b"
+    };
     let got = served_by(lb, 10);
-    assert_eq!(count(&got, busy), 0, "leastconn sent requests to the busy backend: {got:?}");
+    assert_eq!(
+        count(&got, busy),
+        0,
+        "leastconn sent requests to the busy backend: {got:?}"
+    );
     a.release.add_permits(10);
     b.release.add_permits(10);
     assert_eq!(hold1.join().unwrap().status, 200);
@@ -164,21 +265,35 @@ fn dead_backend_costs_no_request_is_marked_down_and_rejoins() {
     assert_eq!(served_by(lb, 4).len(), 4);
     let b_addr = b.addr;
     b.stop.cancel();
-    eventually(Duration::from_secs(5), "b stops listening", || std::net::TcpStream::connect(b_addr).is_err().then_some(()));
+    eventually(Duration::from_secs(5), "b stops listening", || {
+        std::net::TcpStream::connect(b_addr).is_err().then_some(())
+    });
     let got = served_by(lb, 20);
-    assert_eq!(count(&got, "a"), 20, "every request must be answered by the live backend: {got:?}");
+    assert_eq!(
+        count(&got, "a"),
+        20,
+        "every request must be answered by the live backend: {got:?}"
+    );
     let down = eventually(Duration::from_secs(5), "b is marked down", || {
         let s = backend_state(stats, "b");
         (s["up"] == false).then_some(s)
     });
     assert!(down["went_down"].as_u64().unwrap() >= 1);
     let metrics = get(stats, "lb", "/metrics").text();
-    assert!(metrics.contains("webstack_lb_backend_up{backend=\"b\"} 0"), "{metrics}");
-    assert!(metrics.contains("webstack_lb_backend_errors_total{backend=\"b\",kind=\"connect\"}"), "{metrics}");
+    assert!(
+        metrics.contains("webstack_lb_backend_up{backend=\"b\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("webstack_lb_backend_errors_total{backend=\"b\",kind=\"connect\"}"),
+        "{metrics}"
+    );
 
     // Back on the same port: after `rise` passed checks it takes traffic again.
     let _b2 = lab.backend_on("b", b_addr);
-    eventually(Duration::from_secs(5), "b rejoins", || (backend_state(stats, "b")["up"] == true).then_some(()));
+    eventually(Duration::from_secs(5), "b rejoins", || {
+        (backend_state(stats, "b")["up"] == true).then_some(())
+    });
     let got = served_by(lb, 10);
     assert_eq!(count(&got, "b"), 5, "{got:?}");
 }
@@ -204,7 +319,9 @@ fn drain_lets_in_flight_requests_finish_and_sends_no_new_ones() {
     let (lb, stats) = lab.lb(&[("a", &a), ("b", &b)], |_| {});
     // The first request of a fresh round robin goes to a; hold it there.
     let held = std::thread::spawn(move || get(lb, "h", "/hang"));
-    eventually(Duration::from_secs(5), "the held request reaches a", || (a.received.load(Ordering::SeqCst) == 1).then_some(()));
+    eventually(Duration::from_secs(5), "the held request reaches a", || {
+        (a.received.load(Ordering::SeqCst) == 1).then_some(())
+    });
     let set = request(stats, "POST", "lb", "/backends/a/state", &[], b"drain");
     assert_eq!(set.status, 200, "{}", set.text());
     assert_eq!(backend_state(stats, "a")["admin"], "drain");
@@ -212,11 +329,23 @@ fn drain_lets_in_flight_requests_finish_and_sends_no_new_ones() {
     assert_eq!(count(&got, "b"), 10, "{got:?}");
     a.release.add_permits(1);
     let finished = held.join().unwrap();
-    assert_eq!((finished.status, finished.header("x-served-by")), (200, Some("a")));
-    assert_eq!(request(stats, "POST", "lb", "/backends/a/state", &[], b"ready").status, 200);
+    assert_eq!(
+        (finished.status, finished.header("x-served-by")),
+        (200, Some("a"))
+    );
+    assert_eq!(
+        request(stats, "POST", "lb", "/backends/a/state", &[], b"ready").status,
+        200
+    );
     assert_eq!(count(&served_by(lb, 10), "a"), 5);
-    assert_eq!(request(stats, "POST", "lb", "/backends/zz/state", &[], b"ready").status, 404);
-    assert_eq!(request(stats, "POST", "lb", "/backends/a/state", &[], b"sleepy").status, 400);
+    assert_eq!(
+        request(stats, "POST", "lb", "/backends/zz/state", &[], b"ready").status,
+        404
+    );
+    assert_eq!(
+        request(stats, "POST", "lb", "/backends/a/state", &[], b"sleepy").status,
+        400
+    );
 }
 
 #[test]
@@ -239,14 +368,38 @@ fn post_is_never_sent_twice_but_get_is_retried_after_a_reset() {
             }
         }
     });
-    let rude_backend = TestBackend { addr: rude_addr, stop: CancellationToken::new(), received: Arc::default(), posts: Arc::default(), healthy: Arc::default(), release: Arc::new(Semaphore::new(0)) };
-    let (lb, _) = lab.lb(&[("rude", &rude_backend), ("good", &good)], |c| c.health_check.interval = Duration::from_secs(60));
-    let post = request(lb, "POST", "h", "/api/messages", &[("Content-Type", "application/json")], br#"{"message":"once"}"#);
+    let rude_backend = TestBackend {
+        addr: rude_addr,
+        stop: CancellationToken::new(),
+        received: Arc::default(),
+        posts: Arc::default(),
+        healthy: Arc::default(),
+        release: Arc::new(Semaphore::new(0)),
+    };
+    let (lb, _) = lab.lb(&[("rude", &rude_backend), ("good", &good)], |c| {
+        c.health_check.interval = Duration::from_secs(60)
+    });
+    let post = request(
+        lb,
+        "POST",
+        "h",
+        "/api/messages",
+        &[("Content-Type", "application/json")],
+        br#"{"message":"once"}"#,
+    );
     assert_eq!(post.status, 502, "{}", post.text());
     assert!(post.text().contains("not retried"), "{}", post.text());
-    assert_eq!(rude_seen.load(Ordering::SeqCst) + good.posts.load(Ordering::SeqCst), 1, "the POST reached a backend more than once");
+    assert_eq!(
+        rude_seen.load(Ordering::SeqCst) + good.posts.load(Ordering::SeqCst),
+        1,
+        "the POST reached a backend more than once"
+    );
     let got = get(lb, "h", "/");
-    assert_eq!((got.status, got.header("x-served-by")), (200, Some("good")), "a GET after a reset goes to another backend");
+    assert_eq!(
+        (got.status, got.header("x-served-by")),
+        (200, Some("good")),
+        "a GET after a reset goes to another backend"
+    );
 }
 
 #[test]
@@ -257,7 +410,9 @@ fn no_backend_up_is_a_503_or_fail_open() {
     let (strict, strict_stats) = lab.lb(&[("a", &a)], |_| {});
     let (open, open_stats) = lab.lb(&[("a", &a)], |c| c.when_all_down = WhenAllDown::FailOpen);
     for stats in [strict_stats, open_stats] {
-        eventually(Duration::from_secs(5), "a is down", || (backend_state(stats, "a")["up"] == false).then_some(()));
+        eventually(Duration::from_secs(5), "a is down", || {
+            (backend_state(stats, "a")["up"] == false).then_some(())
+        });
     }
     let refused = get(strict, "h", "/");
     assert_eq!(refused.status, 503);
@@ -271,15 +426,25 @@ fn maxconn_queues_and_times_out_with_a_503() {
     let a = lab.backend("a");
     let (lb, _) = lab.lb(&[("a", &a)], |c| c.maxconn = Some(1));
     let held = std::thread::spawn(move || get(lb, "h", "/hang"));
-    eventually(Duration::from_secs(5), "the held request arrives", || (a.received.load(Ordering::SeqCst) == 1).then_some(()));
+    eventually(Duration::from_secs(5), "the held request arrives", || {
+        (a.received.load(Ordering::SeqCst) == 1).then_some(())
+    });
     let queued = get(lb, "h", "/");
     assert_eq!(queued.status, 503);
-    assert!(queued.text().contains("connection limit"), "{}", queued.text());
+    assert!(
+        queued.text().contains("connection limit"),
+        "{}",
+        queued.text()
+    );
     a.release.add_permits(1);
     assert_eq!(held.join().unwrap().status, 200);
     // A queued request is served as soon as the backend frees up.
     let held = std::thread::spawn(move || get(lb, "h", "/hang"));
-    eventually(Duration::from_secs(5), "the second held request arrives", || (a.received.load(Ordering::SeqCst) == 2).then_some(()));
+    eventually(
+        Duration::from_secs(5),
+        "the second held request arrives",
+        || (a.received.load(Ordering::SeqCst) == 2).then_some(()),
+    );
     let waiting = std::thread::spawn(move || get(lb, "h", "/"));
     a.release.add_permits(1);
     assert_eq!(held.join().unwrap().status, 200);
@@ -298,7 +463,11 @@ fn ambiguous_or_broken_framing_is_never_forwarded_ambiguously() {
     let r = raw_request(lb, smuggle);
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "a got 5 bytes");
-    assert_eq!(a.received.load(Ordering::SeqCst), 1, "the smuggled request reached the backend");
+    assert_eq!(
+        a.received.load(Ordering::SeqCst),
+        1,
+        "the smuggled request reached the backend"
+    );
 
     for (what, raw) in [
         ("two different Content-Lengths", &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"[..]),
@@ -309,7 +478,11 @@ fn ambiguous_or_broken_framing_is_never_forwarded_ambiguously() {
         let r = raw_request(lb, raw);
         assert_eq!(r.status, 400, "{what}: {} {}", r.status, r.text());
     }
-    assert_eq!(a.received.load(Ordering::SeqCst), 1, "a malformed request reached the backend");
+    assert_eq!(
+        a.received.load(Ordering::SeqCst),
+        1,
+        "a malformed request reached the backend"
+    );
 }
 
 #[test]
@@ -317,7 +490,14 @@ fn forwarding_headers_and_request_id() {
     let mut lab = Lab::new();
     let a = lab.backend("a");
     let (lb, _) = lab.lb(&[("a", &a)], |_| {});
-    let r = request(lb, "GET", "www.foobar.com", "/", &[("X-Request-Id", "trace-7")], b"");
+    let r = request(
+        lb,
+        "GET",
+        "www.foobar.com",
+        "/",
+        &[("X-Request-Id", "trace-7")],
+        b"",
+    );
     assert_eq!(r.header("x-request-id"), Some("trace-7"));
     let fresh = get(lb, "h", "/");
     assert_eq!(fresh.header("x-request-id").map(str::len), Some(32));
@@ -338,7 +518,14 @@ fn tcp_mode_sends_a_proxy_v2_header_first() {
         s.write_all(b"pong").unwrap();
         (header, ping)
     });
-    let fake = TestBackend { addr, stop: CancellationToken::new(), received: Arc::default(), posts: Arc::default(), healthy: Arc::default(), release: Arc::new(Semaphore::new(0)) };
+    let fake = TestBackend {
+        addr,
+        stop: CancellationToken::new(),
+        received: Arc::default(),
+        posts: Arc::default(),
+        healthy: Arc::default(),
+        release: Arc::new(Semaphore::new(0)),
+    };
     let (lb, _) = lab.lb(&[("t", &fake)], |c| {
         c.mode = LbMode::Tcp;
         c.proxy_protocol = true;
@@ -365,5 +552,9 @@ fn stats_page_lists_backends() {
     let (_, stats) = lab.lb(&[("a", &a)], |_| {});
     let page = get(stats, "lb", "/");
     assert_eq!(page.status, 200);
-    assert!(page.text().contains("<td>a</td>") && page.text().contains("UP"), "{}", page.text());
+    assert!(
+        page.text().contains("<td>a</td>") && page.text().contains("UP"),
+        "{}",
+        page.text()
+    );
 }

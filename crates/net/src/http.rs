@@ -28,7 +28,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A complete body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A plain-text response, for errors a person reads.
@@ -68,8 +70,12 @@ impl Default for HttpLimits {
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled, then stops accepting,
 /// lets in-flight requests finish within `limits.shutdown_grace`, and returns.
-pub async fn serve<H, F>(listener: Listener, limits: HttpLimits, shutdown: CancellationToken, handler: H)
-where
+pub async fn serve<H, F>(
+    listener: Listener,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+    handler: H,
+) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -110,7 +116,17 @@ where
 }
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "proxy-authorization"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
 
 /// The request headers a proxy (web server or load balancer) forwards: hop-by-hop ones removed, X-Forwarded-* and
 /// X-Request-Id set.
@@ -122,15 +138,23 @@ pub fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, request_id: &st
         Some(prior) => format!("{prior}, {}", peer.ip()),
         None => peer.ip().to_string(),
     };
-    headers.insert(xff, HeaderValue::from_str(&chain).expect("addresses are valid header text"));
+    headers.insert(
+        xff,
+        HeaderValue::from_str(&chain).expect("addresses are valid header text"),
+    );
     let proto = HeaderName::from_static("x-forwarded-proto");
     if !headers.contains_key(&proto) {
         headers.insert(proto, HeaderValue::from_static("http"));
     }
     if let Some(host) = incoming.get(header::HOST).cloned() {
-        headers.entry(HeaderName::from_static("x-forwarded-host")).or_insert(host);
+        headers
+            .entry(HeaderName::from_static("x-forwarded-host"))
+            .or_insert(host);
     }
-    headers.insert(HeaderName::from_static("x-request-id"), HeaderValue::from_str(request_id).expect("request ids are checked"));
+    headers.insert(
+        HeaderName::from_static("x-request-id"),
+        HeaderValue::from_str(request_id).expect("request ids are checked"),
+    );
     headers
 }
 
@@ -141,11 +165,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
-    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
         headers.remove(name);
     }
 }
-
 
 /// Keeps a client's or load balancer's request id when it is sane (1 to 128 visible ASCII
 /// characters), otherwise makes a new one, so one id follows a request through every tier.
@@ -157,7 +184,9 @@ pub fn request_id(incoming: Option<&HeaderValue>) -> String {
     }
     // RandomState is seeded from the OS once per thread and then varies per instance:
     // unpredictable enough for tracing ids, which are not secrets.
-    let a = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(a);
     format!("{:016x}{:016x}", a, h.finish())

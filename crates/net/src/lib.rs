@@ -21,7 +21,11 @@ pub enum NetError {
     Bind { addr: SocketAddr, source: io::Error },
 
     #[error("cannot connect from {local} to {remote}")]
-    Connect { local: IpAddr, remote: SocketAddr, source: io::Error },
+    Connect {
+        local: IpAddr,
+        remote: SocketAddr,
+        source: io::Error,
+    },
 }
 
 fn bind_hint(e: &io::Error) -> &'static str {
@@ -47,13 +51,20 @@ impl Listener {
     /// Binds `addr` with SO_REUSEADDR, so a restarted server gets its port back at once.
     pub fn bind(addr: SocketAddr) -> Result<Listener, NetError> {
         let bind = || -> io::Result<TcpListener> {
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
             socket.set_reuseaddr(true)?;
             socket.bind(addr)?;
             socket.listen(1024)
         };
         let inner = bind().map_err(|source| NetError::Bind { addr, source })?;
-        Ok(Listener { inner, peer_check: None })
+        Ok(Listener {
+            inner,
+            peer_check: None,
+        })
     }
 
     pub fn with_peer_check(mut self, check: PeerCheck) -> Listener {
@@ -68,7 +79,9 @@ impl Listener {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr().expect("a bound listener has an address")
+        self.inner
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Waits for the next admitted connection. Refused peers are closed at once.
@@ -85,17 +98,27 @@ impl Listener {
 
 /// Binds a UDP socket on a server's address.
 pub async fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
-    UdpSocket::bind(addr).await.map_err(|source| NetError::Bind { addr, source })
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| NetError::Bind { addr, source })
 }
 
 /// Connects to `remote` from the server's own address `local`.
 pub async fn connect_from(local: IpAddr, remote: SocketAddr) -> Result<TcpStream, NetError> {
     let connect = async {
-        let socket = if remote.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.bind(SocketAddr::new(local, 0))?;
         socket.connect(remote).await
     };
-    connect.await.map_err(|source| NetError::Connect { local, remote, source })
+    connect.await.map_err(|source| NetError::Connect {
+        local,
+        remote,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -120,7 +143,9 @@ mod tests {
             .with_peer_check(Arc::new(move |ip| ip == allowed));
         let addr = listener.local_addr();
         let accept = tokio::spawn(async move { listener.accept().await.unwrap().1 });
-        let _refused = connect_from("127.0.0.9".parse().unwrap(), addr).await.unwrap();
+        let _refused = connect_from("127.0.0.9".parse().unwrap(), addr)
+            .await
+            .unwrap();
         let _admitted = connect_from(allowed, addr).await.unwrap();
         assert_eq!(accept.await.unwrap().ip(), allowed);
     }
@@ -128,9 +153,15 @@ mod tests {
     #[test]
     fn bind_error_says_what_to_do() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let _guard = rt.enter();
-        let err = Listener::bind(taken.local_addr().unwrap()).err().unwrap().to_string();
+        let err = Listener::bind(taken.local_addr().unwrap())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("another process listens there"), "{err}");
     }
 }

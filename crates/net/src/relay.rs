@@ -17,7 +17,12 @@ use crate::connect_from;
 
 /// Listens on `socket_path` (replacing a stale socket file) and relays every connection
 /// to `remote` from `local` until `shutdown`. Returns once the socket is listening.
-pub fn spawn_tcp_relay(socket_path: &Path, local: IpAddr, remote: SocketAddr, shutdown: CancellationToken) -> std::io::Result<PathBuf> {
+pub fn spawn_tcp_relay(
+    socket_path: &Path,
+    local: IpAddr,
+    remote: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<PathBuf> {
     let _ = std::fs::remove_file(socket_path);
     let listener = UnixListener::bind(socket_path)?;
     let path = socket_path.to_path_buf();
@@ -35,7 +40,9 @@ pub fn spawn_tcp_relay(socket_path: &Path, local: IpAddr, remote: SocketAddr, sh
             tokio::spawn(async move {
                 // A refused connection closes the client's socket, and the client library
                 // reports it like any failed connect.
-                let Ok(mut upstream) = connect_from(local, remote).await else { return };
+                let Ok(mut upstream) = connect_from(local, remote).await else {
+                    return;
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
@@ -61,7 +68,13 @@ mod tests {
         let remote = listener.local_addr();
         let shutdown = CancellationToken::new();
         let local: IpAddr = "127.0.0.42".parse().unwrap();
-        let path = spawn_tcp_relay(&dir.path().join("relay.sock"), local, remote, shutdown.clone()).unwrap();
+        let path = spawn_tcp_relay(
+            &dir.path().join("relay.sock"),
+            local,
+            remote,
+            shutdown.clone(),
+        )
+        .unwrap();
         let mut client = tokio::net::UnixStream::connect(&path).await.unwrap();
         client.write_all(b"ping").await.unwrap();
         let (mut server_side, peer) = listener.accept().await.unwrap();

@@ -25,12 +25,18 @@ pub struct ClusterState {
 
 impl ClusterState {
     pub fn read(path: &Path) -> ClusterState {
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("cluster state serialises"))?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).expect("cluster state serialises"),
+        )?;
         std::fs::rename(tmp, path)
     }
 }
@@ -46,7 +52,12 @@ pub fn current_primary(design: &Design, state: &ClusterState, server: &str) -> O
 
 /// The replication settings of a database server, or `None` for a database that has no
 /// replicas and is none.
-pub fn replication_settings(design: &Design, layout: &StackLayout, server: &str, password: String) -> Option<ReplicationSettings> {
+pub fn replication_settings(
+    design: &Design,
+    layout: &StackLayout,
+    server: &str,
+    password: String,
+) -> Option<ReplicationSettings> {
     let (designed, replicas) = design.database_cluster(server)?;
     if replicas.is_empty() {
         return None;
@@ -54,16 +65,25 @@ pub fn replication_settings(design: &Design, layout: &StackLayout, server: &str,
     let state = ClusterState::read(&layout.cluster_file());
     let primary = current_primary(design, &state, server)?;
     let me = design.server(server)?;
-    let members: Vec<&str> = std::iter::once(designed.as_str()).chain(replicas.iter().map(String::as_str)).collect();
+    let members: Vec<&str> = std::iter::once(designed.as_str())
+        .chain(replicas.iter().map(String::as_str))
+        .collect();
     let role = if primary == server {
         ReplicationRole::Primary {
-            replica_hosts: members.iter().filter(|m| **m != server).filter_map(|m| design.server(m)).map(|s| s.address).collect(),
+            replica_hosts: members
+                .iter()
+                .filter(|m| **m != server)
+                .filter_map(|m| design.server(m))
+                .map(|s| s.address)
+                .collect(),
         }
     } else if state.fenced.iter().any(|f| f == server) {
         ReplicationRole::Fenced
     } else {
         let p = design.server(&primary)?;
-        ReplicationRole::Replica { primary: std::net::SocketAddr::new(p.address, p.database.as_ref()?.port) }
+        ReplicationRole::Replica {
+            primary: std::net::SocketAddr::new(p.address, p.database.as_ref()?.port),
+        }
     };
     let primary_db = design.server(&designed)?.database.as_ref()?;
     Some(ReplicationSettings {

@@ -26,7 +26,9 @@ pub struct StackLayout {
 impl StackLayout {
     /// The layout of stack `name` under the state directory `state_dir`.
     pub fn new(state_dir: &Path, name: &str) -> StackLayout {
-        StackLayout { root: state_dir.join("stacks").join(name) }
+        StackLayout {
+            root: state_dir.join("stacks").join(name),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -75,5 +77,7 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }

@@ -21,9 +21,9 @@ use webstack_topology::{Codebase, Design, Server, Storage, DNS_PROCESS_NAME};
 
 pub use cluster::{current_primary, replication_settings, ClusterState, REPLICATION_USER};
 pub use layout::{default_state_dir, StackLayout};
-pub use webstack_database::default_cache_dir;
 pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
 pub use support::{not_built_yet, NotBuilt};
+pub use webstack_database::default_cache_dir;
 
 /// The application's database and user names, the same on every database server.
 pub const APP_DATABASE: &str = "foobar";
@@ -44,19 +44,37 @@ pub struct NodeOptions {
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     let dir = opts.layout.server_dir(&opts.server);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let status = Arc::new(StatusFile::new(opts.layout.node_status(&opts.server), &opts.server));
+    let status = Arc::new(StatusFile::new(
+        opts.layout.node_status(&opts.server),
+        &opts.server,
+    ));
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
     if opts.server == DNS_PROCESS_NAME {
         start_dns(&opts.design, &status, &mut tasks, &shutdown).await?;
     } else {
         let Some(server) = opts.design.server(&opts.server) else {
-            let names: Vec<&str> = opts.design.servers.iter().map(|s| s.name.as_str()).collect();
-            bail!("the design has no server {:?} (servers: {}, and {DNS_PROCESS_NAME})", opts.server, names.join(", "));
+            let names: Vec<&str> = opts
+                .design
+                .servers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            bail!(
+                "the design has no server {:?} (servers: {}, and {DNS_PROCESS_NAME})",
+                opts.server,
+                names.join(", ")
+            );
         };
         let missing = not_built_yet(&opts.design);
-        if let Some(m) = missing.iter().find(|m| m.wherein.contains(&format!("servers.{}", server.name))) {
-            bail!("server {} needs {m}, which this build of webstack cannot run yet", server.name);
+        if let Some(m) = missing
+            .iter()
+            .find(|m| m.wherein.contains(&format!("servers.{}", server.name)))
+        {
+            bail!(
+                "server {} needs {m}, which this build of webstack cannot run yet",
+                server.name
+            );
         }
         if let Some(db) = &server.database {
             start_database(&opts, server, db.port, &status, &mut tasks, &shutdown)?;
@@ -71,7 +89,11 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
             start_load_balancer(&opts, server, lb, &status, &mut tasks, &shutdown)?;
         }
     }
-    eprintln!("node {}: all components started (pid {})", opts.server, std::process::id());
+    eprintln!(
+        "node {}: all components started (pid {})",
+        opts.server,
+        std::process::id()
+    );
 
     // A component that fails takes the node down with it: a server with a dead web
     // server and a live database is harder to reason about than a dead server.
@@ -100,18 +122,34 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
-async fn start_dns(design: &Design, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+async fn start_dns(
+    design: &Design,
+    status: &Arc<StatusFile>,
+    tasks: &mut JoinSet<Result<()>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let addr = SocketAddr::new(design.dns.address, design.dns.port);
     let tcp = webstack_net::Listener::bind(addr)?.into_tokio();
     let udp = webstack_net::bind_udp(addr).await?;
     status.add("dns", vec![addr], ComponentState::Ready);
-    eprintln!("dns: serving zone {} on {addr} (UDP and TCP)", design.domain);
+    eprintln!(
+        "dns: serving zone {} on {addr} (UDP and TCP)",
+        design.domain
+    );
     let (design, shutdown) = (design.clone(), shutdown.clone());
     tasks.spawn(async move { Ok(webstack_dns::run(&design, udp, tcp, shutdown).await?) });
     Ok(())
 }
 
-fn start_web(opts: &NodeOptions, server: &Server, web: &webstack_topology::Web, dir: &Path, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+fn start_web(
+    opts: &NodeOptions,
+    server: &Server,
+    web: &webstack_topology::Web,
+    dir: &Path,
+    status: &Arc<StatusFile>,
+    tasks: &mut JoinSet<Result<()>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let addr = SocketAddr::new(server.address, web.port);
     let listener = webstack_net::Listener::bind(addr)?;
     let root = match (&web.root, &opts.design.codebase) {
@@ -135,13 +173,24 @@ fn start_web(opts: &NodeOptions, server: &Server, web: &webstack_topology::Web, 
         proxy: Default::default(),
     };
     status.add("web", vec![addr], ComponentState::Ready);
-    eprintln!("web: listening on {addr}, static files from {}, proxying to {:?}", config.root.display(), config.upstreams);
+    eprintln!(
+        "web: listening on {addr}, static files from {}, proxying to {:?}",
+        config.root.display(),
+        config.upstreams
+    );
     let shutdown = shutdown.clone();
     tasks.spawn(async move { Ok(webstack_web::run(config, listener, shutdown).await?) });
     Ok(())
 }
 
-fn start_load_balancer(opts: &NodeOptions, server: &Server, lb: &webstack_topology::LoadBalancer, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+fn start_load_balancer(
+    opts: &NodeOptions,
+    server: &Server,
+    lb: &webstack_topology::LoadBalancer,
+    status: &Arc<StatusFile>,
+    tasks: &mut JoinSet<Result<()>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let addr = SocketAddr::new(server.address, lb.port);
     let stats_addr = SocketAddr::new(server.address, lb.stats_port);
     let listener = webstack_net::Listener::bind(addr)?;
@@ -152,14 +201,23 @@ fn start_load_balancer(opts: &NodeOptions, server: &Server, lb: &webstack_topolo
         .filter_map(|b| {
             let s = opts.design.server(&b.server)?;
             let port = s.web.as_ref()?.port;
-            Some(webstack_load_balancer::BackendConfig { name: b.server.clone(), addr: SocketAddr::new(s.address, port), weight: b.weight, backup: b.backup })
+            Some(webstack_load_balancer::BackendConfig {
+                name: b.server.clone(),
+                addr: SocketAddr::new(s.address, port),
+                weight: b.weight,
+                backup: b.backup,
+            })
         })
         .collect::<Vec<_>>();
     eprintln!(
         "load balancer: {:?} mode, {:?} over {}, on {addr}; stats on http://{stats_addr}/",
         lb.mode,
         lb.algorithm,
-        backends.iter().map(|b| format!("{} ({})", b.name, b.addr)).collect::<Vec<_>>().join(", ")
+        backends
+            .iter()
+            .map(|b| format!("{} ({})", b.name, b.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let config = webstack_load_balancer::LbConfig {
         server_name: server.name.clone(),
@@ -174,7 +232,11 @@ fn start_load_balancer(opts: &NodeOptions, server: &Server, lb: &webstack_topolo
         health_check: lb.health_check.clone(),
         timeouts: lb.timeouts.clone(),
     };
-    status.add("load_balancer", vec![addr, stats_addr], ComponentState::Ready);
+    status.add(
+        "load_balancer",
+        vec![addr, stats_addr],
+        ComponentState::Ready,
+    );
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
         webstack_load_balancer::run(config, listener, stats, shutdown).await;
@@ -194,15 +256,31 @@ fn write_builtin_public(dir: &Path) -> Result<PathBuf> {
     Ok(public)
 }
 
-fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, dir: &Path, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+fn start_app(
+    opts: &NodeOptions,
+    server: &Server,
+    app: &webstack_topology::App,
+    dir: &Path,
+    status: &Arc<StatusFile>,
+    tasks: &mut JoinSet<Result<()>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let addr = SocketAddr::new(server.address, app.port);
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir)?;
     let storage = match app.storage {
-        Storage::Sqlite => webstack_app::StorageConfig::Sqlite { path: dir.join("foobar.sqlite") },
+        Storage::Sqlite => webstack_app::StorageConfig::Sqlite {
+            path: dir.join("foobar.sqlite"),
+        },
         Storage::MySql => {
-            let db_name = app.database.as_deref().expect("validated: MySQL storage names a database server");
-            let (primary, replicas) = opts.design.database_cluster(db_name).expect("validated: the database server exists");
+            let db_name = app
+                .database
+                .as_deref()
+                .expect("validated: MySQL storage names a database server");
+            let (primary, replicas) = opts
+                .design
+                .database_cluster(db_name)
+                .expect("validated: the database server exists");
             let endpoints = std::iter::once(&primary)
                 .chain(replicas.iter())
                 .filter_map(|name| {
@@ -231,13 +309,23 @@ fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, 
             let listener = webstack_net::Listener::bind(addr)?;
             status.add("app", vec![addr], ComponentState::Ready);
             eprintln!("app: foobar listening on {addr}");
-            let config = webstack_app::BuiltinConfig { server_name: server.name.clone(), storage, limits: Default::default() };
+            let config = webstack_app::BuiltinConfig {
+                server_name: server.name.clone(),
+                storage,
+                limits: Default::default(),
+            };
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { Ok(webstack_app::run_builtin(config, listener, shutdown).await?) });
+            tasks.spawn(
+                async move { Ok(webstack_app::run_builtin(config, listener, shutdown).await?) },
+            );
         }
         Codebase::Path { path, command } => {
             let Some(argv) = command.clone() else {
-                bail!("server {} runs an app server, and the codebase at {} names no command to run", server.name, path.display());
+                bail!(
+                    "server {} runs an app server, and the codebase at {} names no command to run",
+                    server.name,
+                    path.display()
+                );
             };
             let mut env = vec![
                 ("HOST".to_string(), server.address.to_string()),
@@ -245,23 +333,68 @@ fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, 
                 ("WEBSTACK_SERVER".to_string(), server.name.clone()),
             ];
             match &storage {
-                webstack_app::StorageConfig::MySql { local, endpoints, primary, user, password, database, .. } => {
+                webstack_app::StorageConfig::MySql {
+                    local,
+                    endpoints,
+                    primary,
+                    user,
+                    password,
+                    database,
+                    ..
+                } => {
                     // An application command gets the designed primary; the read/write
                     // split and promotions are the built-in app's.
-                    let target = endpoints.iter().find(|e| e.name == *primary).expect("the primary is an endpoint");
-                    webstack_net::relay::spawn_tcp_relay(&target.relay_socket, *local, target.address, shutdown.clone())
-                        .with_context(|| format!("cannot start the database relay at {}", target.relay_socket.display()))?;
-                    env.push(("DATABASE_URL".into(), format!("mysql://{user}:{password}@localhost/{database}?socket={}", target.relay_socket.display())));
-                    env.push(("DATABASE_SOCKET".into(), target.relay_socket.display().to_string()));
+                    let target = endpoints
+                        .iter()
+                        .find(|e| e.name == *primary)
+                        .expect("the primary is an endpoint");
+                    webstack_net::relay::spawn_tcp_relay(
+                        &target.relay_socket,
+                        *local,
+                        target.address,
+                        shutdown.clone(),
+                    )
+                    .with_context(|| {
+                        format!(
+                            "cannot start the database relay at {}",
+                            target.relay_socket.display()
+                        )
+                    })?;
+                    env.push((
+                        "DATABASE_URL".into(),
+                        format!(
+                            "mysql://{user}:{password}@localhost/{database}?socket={}",
+                            target.relay_socket.display()
+                        ),
+                    ));
+                    env.push((
+                        "DATABASE_SOCKET".into(),
+                        target.relay_socket.display().to_string(),
+                    ));
                 }
-                webstack_app::StorageConfig::Sqlite { path } => env.push(("DATABASE_URL".into(), format!("sqlite://{}", path.display()))),
+                webstack_app::StorageConfig::Sqlite { path } => env.push((
+                    "DATABASE_URL".into(),
+                    format!("sqlite://{}", path.display()),
+                )),
             }
-            let cmd = webstack_app::command::AppCommand { argv, dir: path.clone(), env, log: dir.join("app.log") };
+            let cmd = webstack_app::command::AppCommand {
+                argv,
+                dir: path.clone(),
+                env,
+                log: dir.join("app.log"),
+            };
             status.add("app", vec![addr], ComponentState::Starting);
-            eprintln!("app: running {:?} in {} for {addr}", cmd.argv, path.display());
+            eprintln!(
+                "app: running {:?} in {} for {addr}",
+                cmd.argv,
+                path.display()
+            );
             let (status, shutdown) = (status.clone(), shutdown.clone());
             tasks.spawn(async move {
-                webstack_app::command::supervise(cmd, shutdown, |pid| status.set("app", ComponentState::Ready, Some(pid))).await;
+                webstack_app::command::supervise(cmd, shutdown, |pid| {
+                    status.set("app", ComponentState::Ready, Some(pid))
+                })
+                .await;
                 Ok(())
             });
         }
@@ -269,13 +402,24 @@ fn start_app(opts: &NodeOptions, server: &Server, app: &webstack_topology::App, 
     Ok(())
 }
 
-fn start_database(opts: &NodeOptions, server: &Server, port: u16, status: &Arc<StatusFile>, tasks: &mut JoinSet<Result<()>>, shutdown: &CancellationToken) -> Result<()> {
+fn start_database(
+    opts: &NodeOptions,
+    server: &Server,
+    port: u16,
+    status: &Arc<StatusFile>,
+    tasks: &mut JoinSet<Result<()>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
     let listen = SocketAddr::new(server.address, port);
     let app_hosts: Vec<IpAddr> = opts
         .design
         .servers
         .iter()
-        .filter(|s| s.app.as_ref().is_some_and(|a| a.database.as_deref() == Some(server.name.as_str())))
+        .filter(|s| {
+            s.app
+                .as_ref()
+                .is_some_and(|a| a.database.as_deref() == Some(server.name.as_str()))
+        })
         .map(|s| s.address)
         .collect();
     let config = webstack_database::DatabaseConfig {
@@ -287,7 +431,12 @@ fn start_database(opts: &NodeOptions, server: &Server, port: u16, status: &Arc<S
         app_password: read_password(&opts.layout)?,
         app_database: APP_DATABASE.into(),
         app_hosts,
-        replication: replication_settings(&opts.design, &opts.layout, &server.name, read_secret(&opts.layout.replication_password())?),
+        replication: replication_settings(
+            &opts.design,
+            &opts.layout,
+            &server.name,
+            read_secret(&opts.layout.replication_password())?,
+        ),
     };
     status.add("database", vec![listen], ComponentState::Starting);
     let (status, shutdown) = (status.clone(), shutdown.clone());
@@ -304,14 +453,22 @@ struct DatabaseStatus {
 
 impl webstack_database::DatabaseEvents for DatabaseStatus {
     fn started(&self, pid: u32) {
-        self.status.set("database", ComponentState::Starting, Some(pid));
+        self.status
+            .set("database", ComponentState::Starting, Some(pid));
     }
     fn ready(&self) {
-        let pid = self.status.snapshot().components.iter().find(|c| c.kind == "database").and_then(|c| c.child_pid);
+        let pid = self
+            .status
+            .snapshot()
+            .components
+            .iter()
+            .find(|c| c.kind == "database")
+            .and_then(|c| c.child_pid);
         self.status.set("database", ComponentState::Ready, pid);
     }
     fn stopped(&self) {
-        self.status.set("database", ComponentState::Restarting, None);
+        self.status
+            .set("database", ComponentState::Restarting, None);
     }
     fn replication(&self, status: webstack_database::ReplicationStatus) {
         self.status.set_replication("database", status);

@@ -46,8 +46,15 @@ pub struct StatusFile {
 
 impl StatusFile {
     pub fn new(path: PathBuf, server: &str) -> StatusFile {
-        let status = NodeStatus { server: server.to_string(), pid: std::process::id(), components: Vec::new() };
-        let file = StatusFile { path, status: Mutex::new(status) };
+        let status = NodeStatus {
+            server: server.to_string(),
+            pid: std::process::id(),
+            components: Vec::new(),
+        };
+        let file = StatusFile {
+            path,
+            status: Mutex::new(status),
+        };
         file.update(|_| {});
         file
     }
@@ -64,7 +71,15 @@ impl StatusFile {
     }
 
     pub fn add(&self, kind: &str, listen: Vec<SocketAddr>, state: ComponentState) {
-        self.update(|s| s.components.push(ComponentStatus { kind: kind.into(), listen, child_pid: None, state, replication: None }));
+        self.update(|s| {
+            s.components.push(ComponentStatus {
+                kind: kind.into(),
+                listen,
+                child_pid: None,
+                state,
+                replication: None,
+            })
+        });
     }
 
     pub fn set(&self, kind: &str, state: ComponentState, child_pid: Option<u32>) {
@@ -79,11 +94,19 @@ impl StatusFile {
     /// Records a database's replication state, writing the file only when it changed in a
     /// way a reader cares about (the lag moves on every heartbeat; a tenth of a second is
     /// the resolution kept).
-    pub fn set_replication(&self, kind: &str, mut replication: webstack_database::ReplicationStatus) {
+    pub fn set_replication(
+        &self,
+        kind: &str,
+        mut replication: webstack_database::ReplicationStatus,
+    ) {
         replication.lag_ms = replication.lag_ms.map(|l| (l / 100.0).round() * 100.0);
         let changed = {
             let status = self.status.lock().expect("status lock");
-            status.components.iter().find(|c| c.kind == kind).is_some_and(|c| c.replication.as_ref() != Some(&replication))
+            status
+                .components
+                .iter()
+                .find(|c| c.kind == kind)
+                .is_some_and(|c| c.replication.as_ref() != Some(&replication))
         };
         if changed {
             self.update(|s| {

@@ -21,18 +21,26 @@ pub fn not_built_yet(design: &Design) -> Vec<NotBuilt> {
     let mut missing = Vec::new();
     let mut add = |what, wherein: String| missing.push(NotBuilt { what, wherein });
     for s in &design.servers {
-        if s.web.as_ref().is_some_and(|w| w.tls.is_some()) || s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some()) {
+        if s.web.as_ref().is_some_and(|w| w.tls.is_some())
+            || s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some())
+        {
             add("HTTPS (TLS termination)", format!("servers.{}", s.name));
         }
         if s.firewall.is_some() {
             add("the firewall", format!("servers.{}.firewall", s.name));
         }
         if s.monitoring.is_some() {
-            add("the monitoring agent", format!("servers.{}.monitoring", s.name));
+            add(
+                "the monitoring agent",
+                format!("servers.{}.monitoring", s.name),
+            );
         }
     }
     for f in &design.floating_ips {
-        add("the floating IP (active-passive load balancers)", format!("floating_ips.{}", f.name));
+        add(
+            "the floating IP (active-passive load balancers)",
+            format!("floating_ips.{}", f.name),
+        );
     }
     missing
 }
@@ -42,17 +50,36 @@ mod tests {
     use super::*;
 
     fn shipped(name: &str) -> Design {
-        webstack_topology::parse_design(webstack_topology::shipped_source(name).unwrap(), name, std::path::Path::new(".")).unwrap()
+        webstack_topology::parse_design(
+            webstack_topology::shipped_source(name).unwrap(),
+            name,
+            std::path::Path::new("."),
+        )
+        .unwrap()
     }
 
     #[test]
     fn simple_runs_and_the_others_name_what_they_wait_for() {
         assert!(not_built_yet(&shipped("simple")).is_empty());
         assert!(not_built_yet(&shipped("distributed")).is_empty());
-        let secured: Vec<&str> = not_built_yet(&shipped("secured")).iter().map(|n| n.what).collect();
-        assert!(secured.contains(&"HTTPS (TLS termination)") && secured.contains(&"the firewall"), "{secured:?}");
+        let secured: Vec<&str> = not_built_yet(&shipped("secured"))
+            .iter()
+            .map(|n| n.what)
+            .collect();
+        assert!(
+            secured.contains(&"HTTPS (TLS termination)") && secured.contains(&"the firewall"),
+            "{secured:?}"
+        );
         assert!(!secured.contains(&"database replication"));
-        let scaled: Vec<String> = not_built_yet(&shipped("scaled")).iter().map(|n| n.to_string()).collect();
-        assert!(scaled.contains(&"the floating IP (active-passive load balancers) (floating_ips.vip)".to_string()), "{scaled:?}");
+        let scaled: Vec<String> = not_built_yet(&shipped("scaled"))
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(
+            scaled.contains(
+                &"the floating IP (active-passive load balancers) (floating_ips.vip)".to_string()
+            ),
+            "{scaled:?}"
+        );
     }
 }

@@ -21,7 +21,11 @@ fn socket(layout: &StackLayout, server: &str) -> PathBuf {
 }
 
 fn node_alive(layout: &StackLayout, server: &str) -> bool {
-    StackRecord::read(layout).ok().flatten().and_then(|r| r.nodes.into_iter().find(|n| n.server == server)).is_some_and(|n| alive(n.pid))
+    StackRecord::read(layout)
+        .ok()
+        .flatten()
+        .and_then(|r| r.nodes.into_iter().find(|n| n.server == server))
+        .is_some_and(|n| alive(n.pid))
 }
 
 /// The database servers of the design, checking that `server` is one of them.
@@ -36,7 +40,15 @@ fn cluster_of(design: &Design, server: &str) -> Result<(String, Vec<String>)> {
 /// A table of every database server: role, GTID position, lag, semi-sync state.
 pub async fn status(design: &Design, layout: &StackLayout) -> Result<String> {
     let state = ClusterState::read(&layout.cluster_file());
-    let mut rows = vec![["SERVER".to_string(), "ROLE".into(), "GTID POSITION".into(), "LAG".into(), "SEMI-SYNC".into(), "REPLICATING".into(), "NOTE".into()]];
+    let mut rows = vec![[
+        "SERVER".to_string(),
+        "ROLE".into(),
+        "GTID POSITION".into(),
+        "LAG".into(),
+        "SEMI-SYNC".into(),
+        "REPLICATING".into(),
+        "NOTE".into(),
+    ]];
     for s in design.servers.iter().filter(|s| s.database.is_some()) {
         let live = if node_alive(layout, &s.name) {
             match tokio::time::timeout(Duration::from_secs(3), async {
@@ -58,7 +70,11 @@ pub async fn status(design: &Design, layout: &StackLayout) -> Result<String> {
         let row = match live {
             Ok(st) => {
                 let replicating = match (st.io_running, st.sql_running) {
-                    (Some(io), Some(sql)) => format!("io {} sql {}", if io { "yes" } else { "NO" }, if sql { "yes" } else { "NO" }),
+                    (Some(io), Some(sql)) => format!(
+                        "io {} sql {}",
+                        if io { "yes" } else { "NO" },
+                        if sql { "yes" } else { "NO" }
+                    ),
                     _ => "-".into(),
                 };
                 let semi = match st.semi_sync.as_deref() {
@@ -68,9 +84,15 @@ pub async fn status(design: &Design, layout: &StackLayout) -> Result<String> {
                 };
                 [
                     s.name.clone(),
-                    if fenced { "fenced".into() } else { st.role.clone() },
+                    if fenced {
+                        "fenced".into()
+                    } else {
+                        st.role.clone()
+                    },
                     st.gtid_position.clone(),
-                    st.lag_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "-".into()),
+                    st.lag_ms
+                        .map(|l| format!("{l:.0} ms"))
+                        .unwrap_or_else(|| "-".into()),
                     semi,
                     replicating,
                     st.last_error.clone().unwrap_or_default(),
@@ -82,7 +104,19 @@ pub async fn status(design: &Design, layout: &StackLayout) -> Result<String> {
                     .and_then(|c| c.replication)
                     .map(|r| format!("last seen as {} at {}", r.role, r.gtid_position))
                     .unwrap_or_default();
-                [s.name.clone(), if fenced { "fenced".into() } else { "down".into() }, "-".into(), "-".into(), "-".into(), "-".into(), format!("{why} {last}").trim().to_string()]
+                [
+                    s.name.clone(),
+                    if fenced {
+                        "fenced".into()
+                    } else {
+                        "down".into()
+                    },
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("{why} {last}").trim().to_string(),
+                ]
             }
         };
         rows.push(row);
@@ -99,7 +133,10 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
     let mut state = ClusterState::read(&layout.cluster_file());
     let old = current_primary(design, &state, server).expect("a database server has a cluster");
     if old == server {
-        bail!("{server} is already the primary; promote one of its replicas ({})", replicas.join(", "));
+        bail!(
+            "{server} is already the primary; promote one of its replicas ({})",
+            replicas.join(", ")
+        );
     }
     if state.fenced.contains(&server.to_string()) {
         bail!("{server} is fenced (a former primary); rebuild it first: `webstack db rebuild {server}`");
@@ -108,10 +145,15 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         bail!("{server} is not running; start it first: `webstack start {server}`");
     }
     let mut said = Vec::new();
-    let position = replication::promote(&socket(layout, server), APPLY_TIMEOUT).await.with_context(|| format!("promoting {server}"))?;
-    said.push(format!("{server} applied everything it had received (GTID {position}) and now takes writes"));
+    let position = replication::promote(&socket(layout, server), APPLY_TIMEOUT)
+        .await
+        .with_context(|| format!("promoting {server}"))?;
+    said.push(format!(
+        "{server} applied everything it had received (GTID {position}) and now takes writes"
+    ));
 
-    let fenced_now = node_alive(layout, &old) && replication::fence(&socket(layout, &old)).await.is_ok();
+    let fenced_now =
+        node_alive(layout, &old) && replication::fence(&socket(layout, &old)).await.is_ok();
     said.push(if fenced_now {
         format!("{old} (the old primary) is fenced: read-only now")
     } else {
@@ -122,18 +164,36 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         state.fenced.push(old.clone());
     }
     let new_primary = design.server(server).expect("checked above");
-    let addr = std::net::SocketAddr::new(new_primary.address, new_primary.database.as_ref().expect("checked").port);
-    let password = std::fs::read_to_string(layout.replication_password()).context("the replication password is missing from the stack's secrets")?;
-    for r in replicas.iter().filter(|r| **r != server && !state.fenced.contains(r)) {
+    let addr = std::net::SocketAddr::new(
+        new_primary.address,
+        new_primary.database.as_ref().expect("checked").port,
+    );
+    let password = std::fs::read_to_string(layout.replication_password())
+        .context("the replication password is missing from the stack's secrets")?;
+    for r in replicas
+        .iter()
+        .filter(|r| **r != server && !state.fenced.contains(r))
+    {
         if !node_alive(layout, r) {
             said.push(format!("{r} is down; it follows {server} when it starts"));
             continue;
         }
-        let mut conn = replication::root_conn(&socket(layout, r)).await.with_context(|| format!("connecting to {r}"))?;
-        replication::start_replicating(&mut conn, addr, webstack_node::REPLICATION_USER, password.trim()).await.with_context(|| format!("repointing {r}"))?;
+        let mut conn = replication::root_conn(&socket(layout, r))
+            .await
+            .with_context(|| format!("connecting to {r}"))?;
+        replication::start_replicating(
+            &mut conn,
+            addr,
+            webstack_node::REPLICATION_USER,
+            password.trim(),
+        )
+        .await
+        .with_context(|| format!("repointing {r}"))?;
         said.push(format!("{r} now replicates from {server}"));
     }
-    state.write(&layout.cluster_file()).context("cannot write cluster.json")?;
+    state
+        .write(&layout.cluster_file())
+        .context("cannot write cluster.json")?;
     said.push(wait_for_app_servers(design, layout, server).await);
     Ok(said)
 }
@@ -144,9 +204,22 @@ async fn wait_for_app_servers(design: &Design, layout: &StackLayout, primary: &s
     let apps: Vec<(String, std::net::SocketAddr)> = design
         .servers
         .iter()
-        .filter(|s| s.app.as_ref().is_some_and(|a| a.database.as_deref().is_some_and(|d| design.database_cluster(d).is_some_and(|(p, r)| p == primary || r.iter().any(|x| x == primary)))))
+        .filter(|s| {
+            s.app.as_ref().is_some_and(|a| {
+                a.database.as_deref().is_some_and(|d| {
+                    design
+                        .database_cluster(d)
+                        .is_some_and(|(p, r)| p == primary || r.iter().any(|x| x == primary))
+                })
+            })
+        })
         .filter(|s| node_alive(layout, &s.name))
-        .map(|s| (s.name.clone(), std::net::SocketAddr::new(s.address, s.app.as_ref().expect("filtered").port)))
+        .map(|s| {
+            (
+                s.name.clone(),
+                std::net::SocketAddr::new(s.address, s.app.as_ref().expect("filtered").port),
+            )
+        })
         .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut pending = apps.clone();
@@ -163,7 +236,13 @@ async fn wait_for_app_servers(design: &Design, layout: &StackLayout, primary: &s
         }
     }
     if pending.is_empty() {
-        format!("app servers {} now write to {primary}", apps.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))
+        format!(
+            "app servers {} now write to {primary}",
+            apps.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     } else {
         format!("app servers {} have not switched to {primary} yet; they read cluster.json every 250 ms", pending.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))
     }
@@ -172,7 +251,13 @@ async fn wait_for_app_servers(design: &Design, layout: &StackLayout, primary: &s
 /// Rebuilds a fenced former primary (or any replica) from scratch as a replica of the
 /// current primary: its server is stopped, its data directory removed, and it starts
 /// again, replicating everything from the new primary's binary log.
-pub async fn rebuild(design: &Design, layout: &StackLayout, state_dir: &Path, exe: &Path, server: &str) -> Result<Vec<String>> {
+pub async fn rebuild(
+    design: &Design,
+    layout: &StackLayout,
+    state_dir: &Path,
+    exe: &Path,
+    server: &str,
+) -> Result<Vec<String>> {
     cluster_of(design, server)?;
     let mut state = ClusterState::read(&layout.cluster_file());
     let primary = current_primary(design, &state, server).expect("a database server has a cluster");
@@ -185,11 +270,14 @@ pub async fn rebuild(design: &Design, layout: &StackLayout, state_dir: &Path, ex
     }
     let data = layout.server_dir(server).join("database/data");
     if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("cannot remove {}", data.display()))?;
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("cannot remove {}", data.display()))?;
     }
     said.push(format!("removed {}'s data directory", server));
     state.fenced.retain(|f| f != server);
-    state.write(&layout.cluster_file()).context("cannot write cluster.json")?;
+    state
+        .write(&layout.cluster_file())
+        .context("cannot write cluster.json")?;
     said.push(apply(Fault::Start, design, layout, state_dir, exe, server).await?);
     said.push(format!("{server} replicates from {primary}"));
     Ok(said)

@@ -24,10 +24,17 @@ pub struct DownReport {
 /// folder. This guards against a recorded pid that the system has since given to
 /// another process; nothing is ever signalled by name.
 fn belongs_to(pid: u32, layout: &StackLayout) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     let root = layout.root().display().to_string();
-    let state = layout.root().parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
+    let state = layout
+        .root()
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     text.contains(&root) || (!state.is_empty() && text.contains(&format!("--state-dir {state}")))
 }
 
@@ -51,9 +58,13 @@ pub fn stop_stack(layout: &StackLayout, record: &StackRecord, purge: bool) -> Re
     for node in waiting {
         if alive(node.pid) {
             signal(node.pid, libc::SIGKILL);
-            report.killed.push(format!("{} (pid {})", node.server, node.pid));
+            report
+                .killed
+                .push(format!("{} (pid {})", node.server, node.pid));
         } else {
-            report.stopped.push(format!("{} (pid {})", node.server, node.pid));
+            report
+                .stopped
+                .push(format!("{} (pid {})", node.server, node.pid));
         }
     }
     // A node killed with SIGKILL takes its children along (they die with their parent),
@@ -73,15 +84,26 @@ pub fn stop_stack(layout: &StackLayout, record: &StackRecord, purge: bool) -> Re
         let _ = std::fs::remove_file(layout.node_status(&node.server));
         let _ = std::fs::remove_dir_all(layout.server_dir(&node.server).join("run"));
     }
-    std::fs::remove_file(layout.stack_file()).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+    std::fs::remove_file(layout.stack_file())
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .with_context(|| format!("cannot remove {}", layout.stack_file().display()))?;
     if purge {
-        std::fs::remove_dir_all(layout.root()).with_context(|| format!("cannot remove {}", layout.root().display()))?;
+        std::fs::remove_dir_all(layout.root())
+            .with_context(|| format!("cannot remove {}", layout.root().display()))?;
     }
     Ok(report)
 }
 
 /// True if any recorded node of the stack still runs.
 pub fn any_alive(layout: &StackLayout, record: &StackRecord) -> bool {
-    record.nodes.iter().any(|n| alive(n.pid) && belongs_to(n.pid, layout))
+    record
+        .nodes
+        .iter()
+        .any(|n| alive(n.pid) && belongs_to(n.pid, layout))
 }

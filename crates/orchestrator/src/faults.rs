@@ -24,11 +24,21 @@ pub enum Fault {
 
 /// Applies a fault to one server and says what happened. `exe` is the webstack binary
 /// (`start` runs a new node).
-pub async fn apply(fault: Fault, design: &Design, layout: &StackLayout, state_dir: &Path, exe: &Path, server: &str) -> Result<String> {
+pub async fn apply(
+    fault: Fault,
+    design: &Design,
+    layout: &StackLayout,
+    state_dir: &Path,
+    exe: &Path,
+    server: &str,
+) -> Result<String> {
     let mut record = StackRecord::read(layout)?.context("the stack is not running")?;
     let Some(node) = record.nodes.iter().find(|n| n.server == server).cloned() else {
         let names: Vec<&str> = record.nodes.iter().map(|n| n.server.as_str()).collect();
-        bail!("the stack has no server {server:?} (servers: {})", names.join(", "));
+        bail!(
+            "the stack has no server {server:?} (servers: {})",
+            names.join(", ")
+        );
     };
     let running = alive(node.pid);
     match fault {
@@ -38,18 +48,35 @@ pub async fn apply(fault: Fault, design: &Design, layout: &StackLayout, state_di
             }
             let child = crate::up::spawn_node(exe, state_dir, layout, &record, server)?;
             let pid = child.id();
-            record.nodes.iter_mut().filter(|n| n.server == server).for_each(|n| n.pid = pid);
+            record
+                .nodes
+                .iter_mut()
+                .filter(|n| n.server == server)
+                .for_each(|n| n.pid = pid);
             record.write(layout)?;
-            wait_healthy(design, layout, &record, state_dir, server, Duration::from_secs(180)).await?;
+            wait_healthy(
+                design,
+                layout,
+                &record,
+                state_dir,
+                server,
+                Duration::from_secs(180),
+            )
+            .await?;
             Ok(format!("started {server} (pid {pid}); it is healthy"))
         }
-        _ if !running => bail!("server {server} is not running; `webstack start {server}` starts it"),
+        _ if !running => {
+            bail!("server {server} is not running; `webstack start {server}` starts it")
+        }
         // The node runs in a process group of its own (pgid = its pid), which its
         // children share: signalling the group reaches the whole server.
         Fault::Kill => {
             signal_group(node.pid, libc::SIGKILL);
             wait_gone(node.pid, Duration::from_secs(10));
-            Ok(format!("killed {server} (process group {}): the server is lost, as if it lost power", node.pid))
+            Ok(format!(
+                "killed {server} (process group {}): the server is lost, as if it lost power",
+                node.pid
+            ))
         }
         Fault::Stop => {
             signal(node.pid, libc::SIGCONT);
@@ -88,7 +115,14 @@ fn wait_gone(pid: u32, patience: Duration) -> bool {
     true
 }
 
-async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecord, state_dir: &Path, server: &str, patience: Duration) -> Result<()> {
+async fn wait_healthy(
+    design: &Design,
+    layout: &StackLayout,
+    record: &StackRecord,
+    state_dir: &Path,
+    server: &str,
+    patience: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + patience;
     loop {
         let status = collect(design, layout, record, state_dir).await;
@@ -100,7 +134,9 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
             bail!("server {server} exited while starting; see `webstack logs {server}`");
         }
         if Instant::now() > deadline {
-            bail!("server {server} was not healthy within {patience:?}; see `webstack logs {server}`");
+            bail!(
+                "server {server} was not healthy within {patience:?}; see `webstack logs {server}`"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -17,18 +17,39 @@ pub struct Health {
 
 impl Health {
     fn ok(detail: impl Into<String>) -> Health {
-        Health { healthy: true, detail: detail.into() }
+        Health {
+            healthy: true,
+            detail: detail.into(),
+        }
     }
     fn bad(detail: impl Into<String>) -> Health {
-        Health { healthy: false, detail: detail.into() }
+        Health {
+            healthy: false,
+            detail: detail.into(),
+        }
     }
 }
 
 /// An A query for `name`; healthy if the server answers NOERROR with an address.
 pub async fn probe_dns(addr: SocketAddr, name: &str) -> Health {
-    match webstack_dns::query(addr, &format!("{name}."), webstack_dns::RecordType::A, webstack_dns::Transport::Udp, PROBE_TIMEOUT).await {
+    match webstack_dns::query(
+        addr,
+        &format!("{name}."),
+        webstack_dns::RecordType::A,
+        webstack_dns::Transport::Udp,
+        PROBE_TIMEOUT,
+    )
+    .await
+    {
         Ok(a) if a.code == webstack_dns::ResponseCode::NoError && !a.addresses.is_empty() => {
-            Health::ok(format!("{name} → {}", a.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")))
+            Health::ok(format!(
+                "{name} → {}",
+                a.addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
         }
         Ok(a) => Health::bad(format!("{name}: {}", a.code)),
         Err(e) => Health::bad(e.to_string()),
@@ -49,9 +70,19 @@ pub async fn probe_http(addr: SocketAddr, host: &str, path: &str, fail_from: u16
 pub async fn probe_lb(stats: SocketAddr) -> Health {
     match crate::lb::backends(stats).await {
         Ok(backends) => {
-            let up = backends.iter().filter(|b| b["up"] == true && b["admin"] == "ready").count();
-            let detail = format!("{up} of {} backends up (stats: http://{stats}/)", backends.len());
-            if up > 0 { Health::ok(detail) } else { Health::bad(detail) }
+            let up = backends
+                .iter()
+                .filter(|b| b["up"] == true && b["admin"] == "ready")
+                .count();
+            let detail = format!(
+                "{up} of {} backends up (stats: http://{stats}/)",
+                backends.len()
+            );
+            if up > 0 {
+                Health::ok(detail)
+            } else {
+                Health::bad(detail)
+            }
         }
         Err(e) => Health::bad(format!("stats {stats}: {e}")),
     }
@@ -61,7 +92,9 @@ pub async fn probe_lb(stats: SocketAddr) -> Health {
 pub async fn app_reports_database(addr: SocketAddr, database: &str) -> bool {
     let io = async {
         let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: webstack\r\nConnection: close\r\n\r\n").await.ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: webstack\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         Some(String::from_utf8_lossy(&buf).into_owned())
@@ -88,9 +121,14 @@ async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, St
             n += read;
         }
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-        line.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("not an HTTP answer: {line:?}"))
+        line.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
     };
-    tokio::time::timeout(PROBE_TIMEOUT, io).await.map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
+    tokio::time::timeout(PROBE_TIMEOUT, io)
+        .await
+        .map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
 }
 
 /// Reads the MySQL server's first packet: a handshake (protocol 10) or an error packet
@@ -105,7 +143,11 @@ pub async fn probe_mysql(addr: SocketAddr) -> Health {
         let _ = s.read(&mut rest).await;
         match header[4] {
             10 => {
-                let version: String = rest.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+                let version: String = rest
+                    .iter()
+                    .take_while(|b| **b != 0)
+                    .map(|b| *b as char)
+                    .collect();
                 Ok(format!("MySQL protocol 10, server {version}"))
             }
             0xff => Ok("answers (refuses this probe's address, as its grants say)".to_string()),

@@ -22,10 +22,16 @@ async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> Res
         s.read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    let buf = tokio::time::timeout(TIMEOUT, io).await.context("the load balancer did not answer in time")??;
+    let buf = tokio::time::timeout(TIMEOUT, io)
+        .await
+        .context("the load balancer did not answer in time")??;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).context("not an HTTP answer")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("not an HTTP answer")?;
     Ok((status, body.to_string()))
 }
 
@@ -44,7 +50,11 @@ pub fn stats_addresses(design: &Design, only: Option<&str>) -> Result<Vec<(Strin
     let all: Vec<(String, SocketAddr)> = design
         .servers
         .iter()
-        .filter_map(|s| s.load_balancer.as_ref().map(|lb| (s.name.clone(), SocketAddr::new(s.address, lb.stats_port))))
+        .filter_map(|s| {
+            s.load_balancer
+                .as_ref()
+                .map(|lb| (s.name.clone(), SocketAddr::new(s.address, lb.stats_port)))
+        })
         .collect();
     if all.is_empty() {
         bail!("design {} has no load balancer", design.name);
@@ -53,20 +63,33 @@ pub fn stats_addresses(design: &Design, only: Option<&str>) -> Result<Vec<(Strin
         None => Ok(all),
         Some(name) => match all.iter().find(|(n, _)| n == name) {
             Some(one) => Ok(vec![one.clone()]),
-            None => bail!("{name:?} is not a load balancer of the design (load balancers: {})", all.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")),
+            None => bail!(
+                "{name:?} is not a load balancer of the design (load balancers: {})",
+                all.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         },
     }
 }
 
 /// Sets a backend's admin state (`ready`, `drain`, `maint`) on every load balancer that
 /// has it; returns what each said.
-pub async fn set_state(design: &Design, only: Option<&str>, backend: &str, state: &str) -> Result<Vec<String>> {
+pub async fn set_state(
+    design: &Design,
+    only: Option<&str>,
+    backend: &str,
+    state: &str,
+) -> Result<Vec<String>> {
     if !["ready", "drain", "maint"].contains(&state) {
         bail!("{state:?} is not a backend state; use ready, drain or maint");
     }
     let mut said = Vec::new();
     for (lb, addr) in stats_addresses(design, only)? {
-        let (status, body) = exchange(addr, "POST", &format!("/backends/{backend}/state"), state).await.with_context(|| format!("load balancer {lb} ({addr})"))?;
+        let (status, body) = exchange(addr, "POST", &format!("/backends/{backend}/state"), state)
+            .await
+            .with_context(|| format!("load balancer {lb} ({addr})"))?;
         match status {
             200 => said.push(format!("{lb}: {}", body.trim())),
             404 if only.is_none() => {}
@@ -81,15 +104,38 @@ pub async fn set_state(design: &Design, only: Option<&str>, backend: &str, state
 
 /// A table of every load balancer's backends, for people.
 pub async fn render(design: &Design, only: Option<&str>) -> Result<String> {
-    let mut rows = vec![["LB".to_string(), "BACKEND".into(), "ADDRESS".into(), "STATE".into(), "ACTIVE".into(), "REQUESTS".into(), "ERRORS".into(), "RETRIES".into(), "LAST CHECK".into()]];
+    let mut rows = vec![[
+        "LB".to_string(),
+        "BACKEND".into(),
+        "ADDRESS".into(),
+        "STATE".into(),
+        "ACTIVE".into(),
+        "REQUESTS".into(),
+        "ERRORS".into(),
+        "RETRIES".into(),
+        "LAST CHECK".into(),
+    ]];
     for (lb, addr) in stats_addresses(design, only)? {
-        for b in backends(addr).await.with_context(|| format!("load balancer {lb} ({addr})"))? {
-            let state = match (b["admin"].as_str().unwrap_or("?"), b["up"].as_bool().unwrap_or(false)) {
+        for b in backends(addr)
+            .await
+            .with_context(|| format!("load balancer {lb} ({addr})"))?
+        {
+            let state = match (
+                b["admin"].as_str().unwrap_or("?"),
+                b["up"].as_bool().unwrap_or(false),
+            ) {
                 ("ready", true) => "UP".to_string(),
                 ("ready", false) => "DOWN".to_string(),
-                (admin, up) => format!("{}{}", admin.to_uppercase(), if up { "" } else { " (DOWN)" }),
+                (admin, up) => format!(
+                    "{}{}",
+                    admin.to_uppercase(),
+                    if up { "" } else { " (DOWN)" }
+                ),
             };
-            let errors = ["connect_errors", "response_errors", "timeouts"].iter().map(|k| b[*k].as_u64().unwrap_or(0)).sum::<u64>();
+            let errors = ["connect_errors", "response_errors", "timeouts"]
+                .iter()
+                .map(|k| b[*k].as_u64().unwrap_or(0))
+                .sum::<u64>();
             rows.push([
                 lb.clone(),
                 b["name"].as_str().unwrap_or("?").to_string(),

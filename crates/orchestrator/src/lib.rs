@@ -27,7 +27,9 @@ pub use faults::{apply as apply_fault, Fault};
 pub use health::Health;
 pub use logs::show as show_logs;
 pub use record::{recorded_stacks, select_stack, select_stack_logs, NodeRecord, StackRecord};
-pub use status::{collect as collect_status, process_names, render as render_status, table, StackStatus};
+pub use status::{
+    collect as collect_status, process_names, render as render_status, table, StackStatus,
+};
 pub use target::{parse_url, resolve as resolve_target, Target};
 pub use up::{up, UpOptions};
 
@@ -48,8 +50,12 @@ pub fn parse_subnet(text: &str) -> Result<[u8; 3]> {
     let parts: Vec<&str> = base.split('.').collect();
     let octets: Option<Vec<u8>> = parts.iter().map(|p| p.parse().ok()).collect();
     match (parts.len(), octets) {
-        (3, Some(o)) | (4, Some(o)) if o[0] == 127 && (o.len() == 3 || o[3] == 0) => Ok([o[0], o[1], o[2]]),
-        _ => bail!("--subnet {text:?} is not a /24 of the loopback range; write it like 127.20.0.0/24"),
+        (3, Some(o)) | (4, Some(o)) if o[0] == 127 && (o.len() == 3 || o[3] == 0) => {
+            Ok([o[0], o[1], o[2]])
+        }
+        _ => bail!(
+            "--subnet {text:?} is not a /24 of the loopback range; write it like 127.20.0.0/24"
+        ),
     }
 }
 

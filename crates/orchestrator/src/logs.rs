@@ -11,14 +11,23 @@ pub fn show(layout: &StackLayout, server: &str, follow: bool, out: &mut dyn Writ
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".log")
+                .map(str::to_string)
+        })
         .collect();
     known.sort();
     if !known.iter().any(|k| k == server) {
-        bail!("the stack has no server {server:?} (servers: {})", known.join(", "));
+        bail!(
+            "the stack has no server {server:?} (servers: {})",
+            known.join(", ")
+        );
     }
     let path = layout.node_log(server);
-    let mut file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut buf = Vec::new();
     file.read_to_end(&mut buf)?;
     out.write_all(&buf)?;

@@ -31,7 +31,9 @@ impl StackRecord {
     pub fn read(layout: &StackLayout) -> Result<Option<StackRecord>> {
         let path = layout.stack_file();
         match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged; remove it to start over", path.display()))?)),
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is damaged; remove it to start over", path.display())
+            })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -40,14 +42,17 @@ impl StackRecord {
     pub fn write(&self, layout: &StackLayout) -> Result<()> {
         let path = layout.stack_file();
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
 /// The names of the stacks that have a record in the state directory.
 pub fn recorded_stacks(state_dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(state_dir.join("stacks")) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(state_dir.join("stacks")) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .flatten()
         .filter(|e| e.path().join("stack.json").is_file())
@@ -64,16 +69,25 @@ pub fn select_stack(state_dir: &Path, name: Option<&str>) -> Result<(StackLayout
         None => {
             let stacks = recorded_stacks(state_dir);
             match stacks.as_slice() {
-                [] => bail!("no stack is running (state directory {}); start one with `webstack up`", state_dir.display()),
+                [] => bail!(
+                    "no stack is running (state directory {}); start one with `webstack up`",
+                    state_dir.display()
+                ),
                 [one] => one.clone(),
-                many => bail!("several stacks are running ({}); name one with --stack NAME", many.join(", ")),
+                many => bail!(
+                    "several stacks are running ({}); name one with --stack NAME",
+                    many.join(", ")
+                ),
             }
         }
     };
     let layout = StackLayout::new(state_dir, &name);
     match StackRecord::read(&layout)? {
         Some(record) => Ok((layout, record)),
-        None => bail!("no stack named {name:?} is running (state directory {})", state_dir.display()),
+        None => bail!(
+            "no stack named {name:?} is running (state directory {})",
+            state_dir.display()
+        ),
     }
 }
 
@@ -94,6 +108,9 @@ pub fn select_stack_logs(state_dir: &Path, name: Option<&str>) -> Result<StackLa
     match with_logs.as_slice() {
         [one] => Ok(StackLayout::new(state_dir, one)),
         [] => bail!("no stack has logs in {}", state_dir.display()),
-        many => bail!("several stacks have logs ({}); name one with --stack NAME", many.join(", ")),
+        many => bail!(
+            "several stacks have logs ({}); name one with --stack NAME",
+            many.join(", ")
+        ),
     }
 }

@@ -41,7 +41,9 @@ pub struct ComponentReport {
 
 impl StackStatus {
     pub fn healthy(&self) -> bool {
-        self.servers.iter().all(|s| s.alive && s.components.iter().all(|c| c.health.healthy))
+        self.servers
+            .iter()
+            .all(|s| s.alive && s.components.iter().all(|c| c.health.healthy))
     }
 }
 
@@ -50,7 +52,9 @@ pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, 
     if server == DNS_PROCESS_NAME {
         return vec![("dns", SocketAddr::new(design.dns.address, design.dns.port))];
     }
-    let Some(s) = design.server(server) else { return Vec::new() };
+    let Some(s) = design.server(server) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     if let Some(lb) = &s.load_balancer {
         out.push(("load_balancer", SocketAddr::new(s.address, lb.port)));
@@ -69,21 +73,40 @@ pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, 
 
 /// The process names of a design in start order: the name server first.
 pub fn process_names(design: &Design) -> Vec<String> {
-    std::iter::once(DNS_PROCESS_NAME.to_string()).chain(design.servers.iter().map(|s| s.name.clone())).collect()
+    std::iter::once(DNS_PROCESS_NAME.to_string())
+        .chain(design.servers.iter().map(|s| s.name.clone()))
+        .collect()
 }
 
-pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord, state_dir: &std::path::Path) -> StackStatus {
-    let host = design.entry_point().map(|(h, _)| h).unwrap_or_else(|| design.fqdn("www"));
+pub async fn collect(
+    design: &Design,
+    layout: &StackLayout,
+    record: &StackRecord,
+    state_dir: &std::path::Path,
+) -> StackStatus {
+    let host = design
+        .entry_point()
+        .map(|(h, _)| h)
+        .unwrap_or_else(|| design.fqdn("www"));
     let mut servers = Vec::new();
     for name in process_names(design) {
-        let pid = record.nodes.iter().find(|n| n.server == name).map(|n| n.pid);
+        let pid = record
+            .nodes
+            .iter()
+            .find(|n| n.server == name)
+            .map(|n| n.pid);
         let alive = pid.is_some_and(webstack_net::process::alive);
         let node = read_status(&layout.node_status(&name)).filter(|s| Some(s.pid) == pid);
         let mut components = Vec::new();
         for (kind, listen) in expected_components(design, &name) {
-            let reported = node.as_ref().and_then(|n| n.components.iter().find(|c| c.kind == kind));
+            let reported = node
+                .as_ref()
+                .and_then(|n| n.components.iter().find(|c| c.kind == kind));
             let health = if !alive {
-                Health { healthy: false, detail: "the server's process is not running".into() }
+                Health {
+                    healthy: false,
+                    detail: "the server's process is not running".into(),
+                }
             } else {
                 probe(design, kind, listen, &host, reported).await
             };
@@ -95,8 +118,21 @@ pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord
                 health,
             });
         }
-        let address = if name == DNS_PROCESS_NAME { design.dns.address } else { design.server(&name).map(|s| s.address).unwrap_or(design.dns.address) };
-        servers.push(ServerStatus { name, address, pid, alive, components });
+        let address = if name == DNS_PROCESS_NAME {
+            design.dns.address
+        } else {
+            design
+                .server(&name)
+                .map(|s| s.address)
+                .unwrap_or(design.dns.address)
+        };
+        servers.push(ServerStatus {
+            name,
+            address,
+            pid,
+            alive,
+            components,
+        });
     }
     StackStatus {
         stack: record.name.clone(),
@@ -108,7 +144,13 @@ pub async fn collect(design: &Design, layout: &StackLayout, record: &StackRecord
     }
 }
 
-async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, reported: Option<&webstack_node::ComponentStatus>) -> Health {
+async fn probe(
+    design: &Design,
+    kind: &str,
+    listen: SocketAddr,
+    host: &str,
+    reported: Option<&webstack_node::ComponentStatus>,
+) -> Health {
     let state = reported.map(|c| c.state);
     match kind {
         "dns" => probe_dns(listen, host).await,
@@ -119,10 +161,18 @@ async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, repo
             Codebase::Path { .. } => probe_http(listen, host, "/", 500).await,
         },
         "load_balancer" => {
-            let stats = design.servers.iter().find_map(|s| s.load_balancer.as_ref().filter(|_| s.address == listen.ip()).map(|lb| SocketAddr::new(s.address, lb.stats_port)));
+            let stats = design.servers.iter().find_map(|s| {
+                s.load_balancer
+                    .as_ref()
+                    .filter(|_| s.address == listen.ip())
+                    .map(|lb| SocketAddr::new(s.address, lb.stats_port))
+            });
             match stats {
                 Some(stats) => crate::health::probe_lb(stats).await,
-                None => Health { healthy: false, detail: "no stats port in the design".into() },
+                None => Health {
+                    healthy: false,
+                    detail: "no stats port in the design".into(),
+                },
             }
         }
         "database" => {
@@ -130,11 +180,17 @@ async fn probe(design: &Design, kind: &str, listen: SocketAddr, host: &str, repo
             match (state, reported.and_then(|c| c.replication.as_ref())) {
                 (Some(ComponentState::Ready), Some(r)) if h.healthy => replication_health(r),
                 (Some(ComponentState::Ready), _) => h,
-                (Some(other), _) if h.healthy => Health { healthy: false, detail: format!("answers, but the node reports it {other:?}") },
+                (Some(other), _) if h.healthy => Health {
+                    healthy: false,
+                    detail: format!("answers, but the node reports it {other:?}"),
+                },
                 _ => h,
             }
         }
-        _ => Health { healthy: false, detail: format!("no probe for {kind}") },
+        _ => Health {
+            healthy: false,
+            detail: format!("no probe for {kind}"),
+        },
     }
 }
 
@@ -146,26 +202,69 @@ const CAUGHT_UP_MS: f64 = 5000.0;
 /// Until then, acknowledged writes are not yet protected, which `up` must not hide.
 fn replication_health(r: &webstack_database::ReplicationStatus) -> Health {
     match r.role.as_str() {
-        "primary" if r.semi_sync.as_deref() == Some("on") => Health { healthy: true, detail: format!("primary at {}, semi-sync on", r.gtid_position) },
-        "primary" => Health { healthy: false, detail: format!("primary at {}, semi-sync off: no replica acknowledges writes", r.gtid_position) },
+        "primary" if r.semi_sync.as_deref() == Some("on") => Health {
+            healthy: true,
+            detail: format!("primary at {}, semi-sync on", r.gtid_position),
+        },
+        "primary" => Health {
+            healthy: false,
+            detail: format!(
+                "primary at {}, semi-sync off: no replica acknowledges writes",
+                r.gtid_position
+            ),
+        },
         // A replica counts once it has caught up to a heartbeat: everything the primary
         // set up at its start (users, grants, tables) has been applied by then.
-        "replica" if r.io_running == Some(true) && r.sql_running == Some(true) && r.lag_ms.is_some_and(|l| l < CAUGHT_UP_MS) => Health {
-            healthy: true,
-            detail: format!("replica at {}, lag {:.0} ms", r.gtid_position, r.lag_ms.unwrap_or_default()),
-        },
+        "replica"
+            if r.io_running == Some(true)
+                && r.sql_running == Some(true)
+                && r.lag_ms.is_some_and(|l| l < CAUGHT_UP_MS) =>
+        {
+            Health {
+                healthy: true,
+                detail: format!(
+                    "replica at {}, lag {:.0} ms",
+                    r.gtid_position,
+                    r.lag_ms.unwrap_or_default()
+                ),
+            }
+        }
         "replica" if r.io_running == Some(true) && r.sql_running == Some(true) => Health {
             healthy: false,
-            detail: format!("replica catching up (at {}, lag {})", r.gtid_position, r.lag_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "unknown".into())),
+            detail: format!(
+                "replica catching up (at {}, lag {})",
+                r.gtid_position,
+                r.lag_ms
+                    .map(|l| format!("{l:.0} ms"))
+                    .unwrap_or_else(|| "unknown".into())
+            ),
         },
-        "replica" => Health { healthy: false, detail: format!("replica not replicating: {}", r.last_error.clone().unwrap_or_else(|| "threads stopped".into())) },
-        other => Health { healthy: true, detail: format!("{other} at {} (read-only until rebuilt)", r.gtid_position) },
+        "replica" => Health {
+            healthy: false,
+            detail: format!(
+                "replica not replicating: {}",
+                r.last_error
+                    .clone()
+                    .unwrap_or_else(|| "threads stopped".into())
+            ),
+        },
+        other => Health {
+            healthy: true,
+            detail: format!("{other} at {} (read-only until rebuilt)", r.gtid_position),
+        },
     }
 }
 
 /// The status as a table for people.
 pub fn render(status: &StackStatus) -> String {
-    let mut rows = vec![["SERVER".to_string(), "ADDRESS".into(), "PID".into(), "COMPONENT".into(), "LISTEN".into(), "HEALTH".into()]];
+    let mut rows = vec![[
+        "SERVER".to_string(),
+        "ADDRESS".into(),
+        "PID".into(),
+        "COMPONENT".into(),
+        "LISTEN".into(),
+        "HEALTH".into(),
+    ]];
     for s in &status.servers {
         for (i, c) in s.components.iter().enumerate() {
             let pid = match (i, s.pid, c.child_pid) {
@@ -174,10 +273,22 @@ pub fn render(status: &StackStatus) -> String {
                 (_, _, Some(child)) => format!("(+{child})"),
                 _ => String::new(),
             };
-            let health = format!("{} {}", if c.health.healthy { "ok  " } else { "DOWN" }, c.health.detail);
+            let health = format!(
+                "{} {}",
+                if c.health.healthy { "ok  " } else { "DOWN" },
+                c.health.detail
+            );
             rows.push([
-                if i == 0 { s.name.clone() } else { String::new() },
-                if i == 0 { s.address.to_string() } else { String::new() },
+                if i == 0 {
+                    s.name.clone()
+                } else {
+                    String::new()
+                },
+                if i == 0 {
+                    s.address.to_string()
+                } else {
+                    String::new()
+                },
                 if s.alive || i > 0 { pid } else { "dead".into() },
                 c.kind.clone(),
                 c.listen.to_string(),
@@ -198,7 +309,11 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
     }
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -36,8 +36,13 @@ pub async fn up(opts: UpOptions) -> Result<()> {
     preflight(&design)?;
     let layout = StackLayout::new(&opts.state_dir, &design.name);
     clear_stale(&layout)?;
-    for dir in [layout.root().to_path_buf(), layout.logs_dir(), layout.secrets_dir()] {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for dir in [
+        layout.root().to_path_buf(),
+        layout.logs_dir(),
+        layout.secrets_dir(),
+    ] {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     crate::secrets::ensure_password(&layout.database_password())?;
     crate::secrets::ensure_password(&layout.replication_password())?;
@@ -50,15 +55,27 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         opts.design.clone()
     };
     let subnet = opts.subnet.map(|p| format!("{}.{}.{}", p[0], p[1], p[2]));
-    let mut record = StackRecord { name: design.name.clone(), design: design_arg, subnet, supervisor_pid: None, nodes: Vec::new() };
-    println!("Starting stack {} ({}) from {}", design.name, design.domain, loaded.label);
+    let mut record = StackRecord {
+        name: design.name.clone(),
+        design: design_arg,
+        subnet,
+        supervisor_pid: None,
+        nodes: Vec::new(),
+    };
+    println!(
+        "Starting stack {} ({}) from {}",
+        design.name, design.domain, loaded.label
+    );
     println!("State: {}", layout.root().display());
 
     let mut children = Vec::new();
     for server in process_names(&design) {
         match spawn_node(&opts.exe, &opts.state_dir, &layout, &record, &server) {
             Ok(child) => {
-                record.nodes.push(NodeRecord { server: server.clone(), pid: child.id() });
+                record.nodes.push(NodeRecord {
+                    server: server.clone(),
+                    pid: child.id(),
+                });
                 children.push(child);
                 record.write(&layout)?;
             }
@@ -105,7 +122,12 @@ fn preflight(design: &Design) -> Result<()> {
     }
     let mut problems = Vec::new();
     let mut addresses = vec![("the DNS server".to_string(), design.dns.address)];
-    addresses.extend(design.servers.iter().map(|s| (format!("server {}", s.name), s.address)));
+    addresses.extend(
+        design
+            .servers
+            .iter()
+            .map(|s| (format!("server {}", s.name), s.address)),
+    );
     for (what, ip) in addresses {
         if !ip.is_loopback() {
             problems.push(format!("{what} has address {ip}, which is not a loopback address; `webstack up` runs every server on this machine (use `webstack node` on real hosts)"));
@@ -115,9 +137,21 @@ fn preflight(design: &Design) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         let mut ports = vec![("dns.port".to_string(), design.dns.port)];
         for s in &design.servers {
-            ports.extend(s.web.as_ref().map(|w| (format!("servers.{}.web.port", s.name), w.port)));
-            ports.extend(s.app.as_ref().map(|a| (format!("servers.{}.app.port", s.name), a.port)));
-            ports.extend(s.database.as_ref().map(|d| (format!("servers.{}.database.port", s.name), d.port)));
+            ports.extend(
+                s.web
+                    .as_ref()
+                    .map(|w| (format!("servers.{}.web.port", s.name), w.port)),
+            );
+            ports.extend(
+                s.app
+                    .as_ref()
+                    .map(|a| (format!("servers.{}.app.port", s.name), a.port)),
+            );
+            ports.extend(
+                s.database
+                    .as_ref()
+                    .map(|d| (format!("servers.{}.database.port", s.name), d.port)),
+            );
         }
         for (key, port) in ports {
             if port < 1024 {
@@ -126,7 +160,11 @@ fn preflight(design: &Design) -> Result<()> {
         }
     }
     if !problems.is_empty() {
-        bail!("design {} cannot run on this machine:\n  - {}", design.name, problems.join("\n  - "));
+        bail!(
+            "design {} cannot run on this machine:\n  - {}",
+            design.name,
+            problems.join("\n  - ")
+        );
     }
     Ok(())
 }
@@ -134,22 +172,45 @@ fn preflight(design: &Design) -> Result<()> {
 /// A second `up` of a running stack is refused; the record of a stack whose processes are
 /// all gone (a crash, a reboot) is cleaned up.
 fn clear_stale(layout: &StackLayout) -> Result<()> {
-    let Some(record) = StackRecord::read(layout)? else { return Ok(()) };
+    let Some(record) = StackRecord::read(layout)? else {
+        return Ok(());
+    };
     if any_alive(layout, &record) {
-        let pids: Vec<String> = record.nodes.iter().map(|n| format!("{} pid {}", n.server, n.pid)).collect();
+        let pids: Vec<String> = record
+            .nodes
+            .iter()
+            .map(|n| format!("{} pid {}", n.server, n.pid))
+            .collect();
         bail!("stack {} is already running ({}); `webstack status --stack {}` shows it, `webstack down --stack {}` stops it", record.name, pids.join(", "), record.name, record.name);
     }
-    println!("Cleaning up after a previous run of stack {} that did not stop cleanly.", record.name);
+    println!(
+        "Cleaning up after a previous run of stack {} that did not stop cleanly.",
+        record.name
+    );
     stop_stack(layout, &record, false)?;
     Ok(())
 }
 
 /// Starts one node process for `server`, its output appended to the server's log.
-pub(crate) fn spawn_node(exe: &std::path::Path, state_dir: &std::path::Path, layout: &StackLayout, record: &StackRecord, server: &str) -> Result<Child> {
+pub(crate) fn spawn_node(
+    exe: &std::path::Path,
+    state_dir: &std::path::Path,
+    layout: &StackLayout,
+    record: &StackRecord,
+    server: &str,
+) -> Result<Child> {
     let log_path = layout.node_log(server);
-    let log = OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("node").arg("--state-dir").arg(state_dir).arg("--design").arg(&record.design);
+    cmd.arg("node")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--design")
+        .arg(&record.design);
     if let Some(subnet) = &record.subnet {
         cmd.arg("--subnet").arg(subnet);
     }
@@ -160,10 +221,17 @@ pub(crate) fn spawn_node(exe: &std::path::Path, state_dir: &std::path::Path, lay
         // Its own process group: Ctrl-C in the terminal reaches `up`, which stops the
         // nodes in order, and a detached stack outlives the terminal.
         .process_group(0);
-    cmd.spawn().with_context(|| format!("cannot start {} node {server}", exe.display()))
+    cmd.spawn()
+        .with_context(|| format!("cannot start {} node {server}", exe.display()))
 }
 
-async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecord, opts: &UpOptions, children: &mut [Child]) -> Result<()> {
+async fn wait_healthy(
+    design: &Design,
+    layout: &StackLayout,
+    record: &StackRecord,
+    opts: &UpOptions,
+    children: &mut [Child],
+) -> Result<()> {
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let mut announced = BTreeSet::new();
@@ -171,7 +239,12 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
     loop {
         for (child, node) in children.iter_mut().zip(&record.nodes) {
             if let Ok(Some(exit)) = child.try_wait() {
-                bail!("server {} stopped during start-up ({exit}). The end of its log ({}):\n{}", node.server, layout.node_log(&node.server).display(), log_tail(&layout.node_log(&node.server), 15));
+                bail!(
+                    "server {} stopped during start-up ({exit}). The end of its log ({}):\n{}",
+                    node.server,
+                    layout.node_log(&node.server).display(),
+                    log_tail(&layout.node_log(&node.server), 15)
+                );
             }
         }
         let status = collect(design, layout, record, &opts.state_dir).await;
@@ -183,7 +256,13 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
         for s in &status.servers {
             for c in &s.components {
                 if c.health.healthy && announced.insert((s.name.clone(), c.kind.clone())) {
-                    println!("  {:<10} {:<9} ready after {:.1}s  ({})", s.name, c.kind, started.elapsed().as_secs_f64(), c.health.detail);
+                    println!(
+                        "  {:<10} {:<9} ready after {:.1}s  ({})",
+                        s.name,
+                        c.kind,
+                        started.elapsed().as_secs_f64(),
+                        c.health.detail
+                    );
                 }
             }
         }
@@ -194,9 +273,19 @@ async fn wait_healthy(design: &Design, layout: &StackLayout, record: &StackRecor
             let waiting: Vec<String> = status
                 .servers
                 .iter()
-                .flat_map(|s| s.components.iter().filter(|c| !c.health.healthy).map(move |c| format!("  - {} {}: {}", s.name, c.kind, c.health.detail)))
+                .flat_map(|s| {
+                    s.components
+                        .iter()
+                        .filter(|c| !c.health.healthy)
+                        .map(move |c| format!("  - {} {}: {}", s.name, c.kind, c.health.detail))
+                })
                 .collect();
-            bail!("not every component was healthy within {:?}:\n{}\nLogs: {}", opts.timeout, waiting.join("\n"), layout.logs_dir().display());
+            bail!(
+                "not every component was healthy within {:?}:\n{}\nLogs: {}",
+                opts.timeout,
+                waiting.join("\n"),
+                layout.logs_dir().display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -214,13 +303,24 @@ impl LogFollower {
     /// `wait_healthy` reads, so a line or two of a fast node may already be skipped; the
     /// whole log is always in `webstack logs`.)
     fn from_end(paths: impl Iterator<Item = PathBuf>) -> LogFollower {
-        LogFollower { offsets: paths.map(|p| (p.clone(), std::fs::metadata(&p).map(|m| m.len() as usize).unwrap_or(0))).collect() }
+        LogFollower {
+            offsets: paths
+                .map(|p| {
+                    (
+                        p.clone(),
+                        std::fs::metadata(&p).map(|m| m.len() as usize).unwrap_or(0),
+                    )
+                })
+                .collect(),
+        }
     }
 
     fn new_lines(&mut self, path: &std::path::Path) -> Vec<String> {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let offset = self.offsets.entry(path.to_path_buf()).or_insert(0);
-        let Some(fresh) = text.get(*offset..) else { return Vec::new() };
+        let Some(fresh) = text.get(*offset..) else {
+            return Vec::new();
+        };
         // Only whole lines: a line still being written is shown next time.
         let complete = fresh.rfind('\n').map(|i| i + 1).unwrap_or(0);
         *offset += complete;
@@ -231,23 +331,36 @@ impl LogFollower {
 fn log_tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_try_commands(design: &Design) {
-    let Some((host, addr)) = design.entry_point() else { return };
+    let Some((host, addr)) = design.entry_point() else {
+        return;
+    };
     let (ip, port) = (addr.ip(), addr.port());
     println!("Try it:");
     println!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/");
     println!("  curl --resolve {host}:{port}:{ip} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' http://{host}:{port}/api/messages");
     println!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/api/messages");
-    println!("  dig @{} -p {} {host}", design.dns.address, design.dns.port);
+    println!(
+        "  dig @{} -p {} {host}",
+        design.dns.address, design.dns.port
+    );
 }
 
 /// Waits for Ctrl-C or SIGTERM, reporting servers that die meanwhile (a `webstack kill`
 /// is a fault people inject on purpose), then stops the stack. The record is read from
 /// disk each time, since `webstack start` may have replaced a node since.
-async fn watch_foreground(layout: &StackLayout, record: &StackRecord, children: &mut [Child]) -> Result<()> {
+async fn watch_foreground(
+    layout: &StackLayout,
+    record: &StackRecord,
+    children: &mut [Child],
+) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut reported: BTreeSet<u32> = BTreeSet::new();
     loop {
@@ -277,10 +390,22 @@ async fn watch_foreground(layout: &StackLayout, record: &StackRecord, children: 
     println!("Stopping stack {}...", record.name);
     let current = StackRecord::read(layout)?.unwrap_or_else(|| record.clone());
     let layout = layout.clone();
-    let report = tokio::task::spawn_blocking(move || stop_stack(&layout, &current, false)).await??;
+    let report =
+        tokio::task::spawn_blocking(move || stop_stack(&layout, &current, false)).await??;
     for c in children.iter_mut() {
         let _ = c.try_wait();
     }
-    println!("Stopped {} server(s){}.", report.stopped.len() + report.killed.len(), if report.killed.is_empty() { String::new() } else { format!("; killed after the grace period: {}", report.killed.join(", ")) });
+    println!(
+        "Stopped {} server(s){}.",
+        report.stopped.len() + report.killed.len(),
+        if report.killed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; killed after the grace period: {}",
+                report.killed.join(", ")
+            )
+        }
+    );
     Ok(())
 }

@@ -25,7 +25,15 @@ pub struct Availability {
 pub fn estimate(design: &Design, per_server: f64) -> Availability {
     let names: Vec<&str> = design.servers.iter().map(|s| s.name.as_str()).collect();
     let n = names.len();
-    let works = |mask: u64| serves(design, &|server, _| names.iter().position(|x| *x == server).is_some_and(|i| mask & (1 << i) == 0)).is_ok();
+    let works = |mask: u64| {
+        serves(design, &|server, _| {
+            names
+                .iter()
+                .position(|x| *x == server)
+                .is_some_and(|i| mask & (1 << i) == 0)
+        })
+        .is_ok()
+    };
     let (availability, method) = if n <= EXACT_UP_TO {
         let mut total = 0.0;
         for mask in 0..(1u64 << n) {
@@ -58,7 +66,11 @@ pub fn estimate(design: &Design, per_server: f64) -> Availability {
     Availability {
         per_server,
         availability,
-        nines: if unavailable <= 0.0 { f64::INFINITY } else { -unavailable.log10() },
+        nines: if unavailable <= 0.0 {
+            f64::INFINITY
+        } else {
+            -unavailable.log10()
+        },
         downtime_minutes_per_year: unavailable * 365.25 * 24.0 * 60.0,
         method,
     }
@@ -67,7 +79,11 @@ pub fn estimate(design: &Design, per_server: f64) -> Availability {
 /// `8h 45m` or `52.6 min` for people.
 pub fn human_downtime(minutes: f64) -> String {
     if minutes >= 120.0 {
-        format!("{}h {:02}m", (minutes / 60.0) as u64, (minutes % 60.0) as u64)
+        format!(
+            "{}h {:02}m",
+            (minutes / 60.0) as u64,
+            (minutes % 60.0) as u64
+        )
     } else {
         format!("{minutes:.1} min")
     }

@@ -26,17 +26,30 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix { static_files: 0.2, reads: 0.7, writes: 0.1 }
+        Mix {
+            static_files: 0.2,
+            reads: 0.7,
+            writes: 0.1,
+        }
     }
 }
 
 impl Mix {
     /// Parses `static=20,reads=70,writes=10` (any positive numbers; they are normalised).
     pub fn parse(text: &str) -> Result<Mix, String> {
-        let mut mix = Mix { static_files: 0.0, reads: 0.0, writes: 0.0 };
+        let mut mix = Mix {
+            static_files: 0.0,
+            reads: 0.0,
+            writes: 0.0,
+        };
         for part in text.split(',') {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("{part:?} is not NAME=NUMBER"))?;
-            let v: f64 = v.trim().parse().map_err(|_| format!("{v:?} is not a number"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not NAME=NUMBER"))?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{v:?} is not a number"))?;
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(format!("{v} is not a share"));
             }
@@ -51,7 +64,11 @@ impl Mix {
         if total <= 0.0 {
             return Err("the shares add up to nothing".into());
         }
-        Ok(Mix { static_files: mix.static_files / total, reads: mix.reads / total, writes: mix.writes / total })
+        Ok(Mix {
+            static_files: mix.static_files / total,
+            reads: mix.reads / total,
+            writes: mix.writes / total,
+        })
     }
 }
 
@@ -64,29 +81,62 @@ pub struct TierCapacity {
 }
 
 pub fn tiers(design: &Design, mix: &Mix) -> Vec<TierCapacity> {
-    let count = |f: &dyn Fn(&webstack_topology::Server) -> bool| design.servers.iter().filter(|s| f(s)).count();
+    let count = |f: &dyn Fn(&webstack_topology::Server) -> bool| {
+        design.servers.iter().filter(|s| f(s)).count()
+    };
     let lbs = count(&|s| s.load_balancer.is_some());
     // A floating IP pair has one active load balancer; A records to several spread load.
-    let active_lbs = if design.floating_ips.is_empty() { lbs } else { design.floating_ips.len().min(lbs) };
+    let active_lbs = if design.floating_ips.is_empty() {
+        lbs
+    } else {
+        design.floating_ips.len().min(lbs)
+    };
     let webs = count(&|s| s.web.is_some());
     let apps = count(&|s| s.app.is_some());
     let dbs = count(&|s| s.database.is_some());
-    let primaries = count(&|s| s.database.as_ref().is_some_and(|d| d.role == DatabaseRole::Primary)).max(1);
+    let primaries = count(&|s| {
+        s.database
+            .as_ref()
+            .is_some_and(|d| d.role == DatabaseRole::Primary)
+    })
+    .max(1);
     let dynamic = mix.reads + mix.writes;
-    let per = |share: f64, rate: f64| if share > 0.0 { rate / share } else { f64::INFINITY };
+    let per = |share: f64, rate: f64| {
+        if share > 0.0 {
+            rate / share
+        } else {
+            f64::INFINITY
+        }
+    };
     let mut out = Vec::new();
     if lbs > 0 {
-        out.push(TierCapacity { tier: "load balancer", servers: active_lbs, requests_per_sec: active_lbs as f64 * LB_RPS });
+        out.push(TierCapacity {
+            tier: "load balancer",
+            servers: active_lbs,
+            requests_per_sec: active_lbs as f64 * LB_RPS,
+        });
     }
     let web_one = 1.0 / (mix.static_files / WEB_STATIC_RPS + dynamic / WEB_PROXY_RPS);
-    out.push(TierCapacity { tier: "web", servers: webs, requests_per_sec: webs as f64 * web_one });
-    out.push(TierCapacity { tier: "app", servers: apps, requests_per_sec: apps as f64 * per(dynamic, APP_RPS) });
+    out.push(TierCapacity {
+        tier: "web",
+        servers: webs,
+        requests_per_sec: webs as f64 * web_one,
+    });
+    out.push(TierCapacity {
+        tier: "app",
+        servers: apps,
+        requests_per_sec: apps as f64 * per(dynamic, APP_RPS),
+    });
     if dbs > 0 {
         // Writes go to the primary; reads are spread over the primary and its replicas.
         let writes = primaries as f64 * per(mix.writes, DB_WRITES_PER_SEC);
         let reads = dbs as f64 * per(mix.reads, DB_READS_PER_SEC);
         let db = 1.0 / (1.0 / writes + 1.0 / reads);
-        out.push(TierCapacity { tier: "database", servers: dbs, requests_per_sec: db });
+        out.push(TierCapacity {
+            tier: "database",
+            servers: dbs,
+            requests_per_sec: db,
+        });
     }
     out
 }
@@ -94,8 +144,19 @@ pub fn tiers(design: &Design, mix: &Mix) -> Vec<TierCapacity> {
 /// The tier that saturates first, as an informational finding.
 pub fn bottleneck(design: &Design, mix: &Mix) -> Finding {
     let tiers = tiers(design, mix);
-    let first = tiers.iter().min_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec)).expect("a design has a web tier");
-    let table: Vec<String> = tiers.iter().map(|t| format!("{} {:.0} req/s on {} server(s)", t.tier, t.requests_per_sec, t.servers)).collect();
+    let first = tiers
+        .iter()
+        .min_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec))
+        .expect("a design has a web tier");
+    let table: Vec<String> = tiers
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {:.0} req/s on {} server(s)",
+                t.tier, t.requests_per_sec, t.servers
+            )
+        })
+        .collect();
     Finding {
         kind: Kind::Capacity,
         severity: Severity::Info,

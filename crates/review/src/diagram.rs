@@ -27,7 +27,12 @@ pub fn edges(design: &Design) -> Vec<Edge> {
     let mut out = Vec::new();
     let mut add = |from: &str, to: &str, label: &str, dashed: bool| {
         if from != to && !out.iter().any(|e: &Edge| e.from == from && e.to == to) {
-            out.push(Edge { from: from.into(), to: to.into(), label: label.into(), dashed });
+            out.push(Edge {
+                from: from.into(),
+                to: to.into(),
+                label: label.into(),
+                dashed,
+            });
         }
     };
     add(USER, DNS, "lookup", true);
@@ -48,7 +53,12 @@ pub fn edges(design: &Design) -> Vec<Edge> {
     for s in &design.servers {
         if let Some(lb) = &s.load_balancer {
             for b in &lb.backends {
-                add(&s.name, &b.server, &format!("{:?}", lb.algorithm).to_lowercase(), false);
+                add(
+                    &s.name,
+                    &b.server,
+                    &format!("{:?}", lb.algorithm).to_lowercase(),
+                    false,
+                );
             }
         }
         if let Some(w) = &s.web {
@@ -74,16 +84,32 @@ pub fn edges(design: &Design) -> Vec<Edge> {
 fn component_lines(s: &Server) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(lb) = &s.load_balancer {
-        let tls = lb.tls.as_ref().map(|t| format!(", HTTPS :{}", t.port)).unwrap_or_default();
+        let tls = lb
+            .tls
+            .as_ref()
+            .map(|t| format!(", HTTPS :{}", t.port))
+            .unwrap_or_default();
         lines.push(format!("load balancer :{}{tls}", lb.port));
     }
     if let Some(w) = &s.web {
-        let tls = w.tls.as_ref().map(|t| format!(", HTTPS :{}", t.port)).unwrap_or_default();
-        let local = if w.upstreams.contains(&s.name) { " → local app" } else { "" };
+        let tls = w
+            .tls
+            .as_ref()
+            .map(|t| format!(", HTTPS :{}", t.port))
+            .unwrap_or_default();
+        let local = if w.upstreams.contains(&s.name) {
+            " → local app"
+        } else {
+            ""
+        };
         lines.push(format!("web server :{}{tls}{local}", w.port));
     }
     if let Some(a) = &s.app {
-        let local = if a.database.as_deref() == Some(s.name.as_str()) { " → local db" } else { "" };
+        let local = if a.database.as_deref() == Some(s.name.as_str()) {
+            " → local db"
+        } else {
+            ""
+        };
         lines.push(format!("app server :{}{local}", a.port));
     }
     if let Some(d) = &s.database {
@@ -126,7 +152,10 @@ const GAP_Y: f64 = 70.0;
 const MARGIN: f64 = 30.0;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A box of the drawing: a server, a floating IP, the user or DNS.
@@ -141,16 +170,52 @@ struct Node<'a> {
 /// The SVG drawing. `health`, for a running stack, colours each server: true healthy,
 /// false failing; servers it does not name are drawn neutral.
 pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
-    let node = |id: &str, row, title: String, lines: Vec<String>, server| Node { id: id.to_string(), row, title, lines, server };
+    let node = |id: &str, row, title: String, lines: Vec<String>, server| Node {
+        id: id.to_string(),
+        row,
+        title,
+        lines,
+        server,
+    };
     let mut nodes: Vec<Node<'_>> = vec![
         node(USER, 0, "user".into(), vec!["browser or curl".into()], None),
-        node(DNS, 0, format!("DNS {}", design.domain), vec![format!("{}:{}", design.dns.address, design.dns.port), design.dns.records.iter().map(|r| format!("{} A", design.fqdn(&r.name))).collect::<Vec<_>>().join(", ")], None),
+        node(
+            DNS,
+            0,
+            format!("DNS {}", design.domain),
+            vec![
+                format!("{}:{}", design.dns.address, design.dns.port),
+                design
+                    .dns
+                    .records
+                    .iter()
+                    .map(|r| format!("{} A", design.fqdn(&r.name)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ],
+            None,
+        ),
     ];
     for f in &design.floating_ips {
-        nodes.push(node(&f.name, 1, format!("floating IP {}", f.name), vec![f.address.to_string(), format!("held by {}", f.servers.join(" / "))], None));
+        nodes.push(node(
+            &f.name,
+            1,
+            format!("floating IP {}", f.name),
+            vec![
+                f.address.to_string(),
+                format!("held by {}", f.servers.join(" / ")),
+            ],
+            None,
+        ));
     }
     for s in &design.servers {
-        nodes.push(node(&s.name, row_of(s), format!("{}  {}", s.name, s.address), component_lines(s), Some(s)));
+        nodes.push(node(
+            &s.name,
+            row_of(s),
+            format!("{}  {}", s.name, s.address),
+            component_lines(s),
+            Some(s),
+        ));
     }
     let rows: Vec<usize> = {
         let mut r: Vec<usize> = nodes.iter().map(|n| n.row).collect();
@@ -158,16 +223,28 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
         r.dedup();
         r
     };
-    let width_of_row = |row: usize| nodes.iter().filter(|n| n.row == row).count() as f64 * (BOX_W + GAP_X) - GAP_X;
+    let width_of_row =
+        |row: usize| nodes.iter().filter(|n| n.row == row).count() as f64 * (BOX_W + GAP_X) - GAP_X;
     let canvas_w = rows.iter().map(|r| width_of_row(*r)).fold(0.0, f64::max) + 2.0 * MARGIN;
     let mut placed: HashMap<String, Placed> = HashMap::new();
     let mut y = MARGIN + 24.0;
     for row in &rows {
         let in_row: Vec<&Node<'_>> = nodes.iter().filter(|n| n.row == *row).collect();
-        let row_h = in_row.iter().map(|n| 34.0 + n.lines.len() as f64 * LINE_H).fold(0.0, f64::max);
+        let row_h = in_row
+            .iter()
+            .map(|n| 34.0 + n.lines.len() as f64 * LINE_H)
+            .fold(0.0, f64::max);
         let mut x = (canvas_w - width_of_row(*row)) / 2.0;
         for n in in_row {
-            placed.insert(n.id.clone(), Placed { x, y, w: BOX_W, h: 34.0 + n.lines.len() as f64 * LINE_H });
+            placed.insert(
+                n.id.clone(),
+                Placed {
+                    x,
+                    y,
+                    w: BOX_W,
+                    h: 34.0 + n.lines.len() as f64 * LINE_H,
+                },
+            );
             x += BOX_W + GAP_X;
         }
         y += row_h + GAP_Y;
@@ -186,7 +263,9 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
         escape(&design.fqdn("www"))
     );
     for e in edges(design) {
-        let (Some(a), Some(b)) = (placed.get(&e.from), placed.get(&e.to)) else { continue };
+        let (Some(a), Some(b)) = (placed.get(&e.from), placed.get(&e.to)) else {
+            continue;
+        };
         let (x1, y1, x2, y2) = if b.y > a.y {
             (a.x + a.w / 2.0, a.y + a.h, b.x + b.w / 2.0, b.y)
         } else if b.y < a.y {
@@ -199,12 +278,27 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
         } else {
             (a.x, a.y + a.h / 2.0 + 8.0, b.x + b.w, b.y + b.h / 2.0 + 8.0)
         };
-        let dash = if e.dashed { " stroke-dasharray=\"6 4\"" } else { "" };
+        let dash = if e.dashed {
+            " stroke-dasharray=\"6 4\""
+        } else {
+            ""
+        };
         let _ = writeln!(out, "<line x1=\"{x1:.0}\" y1=\"{y1:.0}\" x2=\"{x2:.0}\" y2=\"{y2:.0}\" stroke=\"#444\" stroke-width=\"1.5\"{dash} marker-end=\"url(#arrow)\"><title>{} → {}: {}</title></line>", escape(&e.from), escape(&e.to), escape(&e.label));
-        let (lx, ly) = if (y1 - y2).abs() < 1.0 { ((x1 + x2) / 2.0, if x2 > x1 { y1 - 5.0 } else { y1 + 14.0 }) } else { ((x1 + x2) / 2.0 + 4.0, (y1 + y2) / 2.0 - 3.0) };
+        let (lx, ly) = if (y1 - y2).abs() < 1.0 {
+            ((x1 + x2) / 2.0, if x2 > x1 { y1 - 5.0 } else { y1 + 14.0 })
+        } else {
+            ((x1 + x2) / 2.0 + 4.0, (y1 + y2) / 2.0 - 3.0)
+        };
         let _ = writeln!(out, "<text x=\"{lx:.0}\" y=\"{ly:.0}\" fill=\"#444\" font-size=\"11\" text-anchor=\"middle\">{}</text>", escape(&e.label));
     }
-    for Node { id, title, lines, server, .. } in &nodes {
+    for Node {
+        id,
+        title,
+        lines,
+        server,
+        ..
+    } in &nodes
+    {
         let p = &placed[id];
         let fill = match (server, health.get(id)) {
             (_, Some(true)) => "#d6efd6",
@@ -216,12 +310,24 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
         let stroke = if firewall { "#c0392b" } else { "#333" };
         let stroke_w = if firewall { 3 } else { 1 };
         let _ = writeln!(out, "<g id=\"node-{}\"><rect x=\"{:.0}\" y=\"{:.0}\" width=\"{:.0}\" height=\"{:.0}\" rx=\"6\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"{stroke_w}\"/>", escape(id), p.x, p.y, p.w, p.h);
-        let _ = writeln!(out, "<text x=\"{:.0}\" y=\"{:.0}\" font-weight=\"bold\">{}</text>", p.x + 10.0, p.y + 20.0, escape(title));
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.0}\" y=\"{:.0}\" font-weight=\"bold\">{}</text>",
+            p.x + 10.0,
+            p.y + 20.0,
+            escape(title)
+        );
         if firewall {
             let _ = writeln!(out, "<text x=\"{:.0}\" y=\"{:.0}\" fill=\"#c0392b\" font-size=\"10\" text-anchor=\"end\">firewall</text>", p.x + p.w - 8.0, p.y + 20.0);
         }
         for (i, line) in lines.iter().enumerate() {
-            let _ = writeln!(out, "<text x=\"{:.0}\" y=\"{:.0}\">{}</text>", p.x + 10.0, p.y + 38.0 + i as f64 * LINE_H, escape(line));
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+                p.x + 10.0,
+                p.y + 38.0 + i as f64 * LINE_H,
+                escape(line)
+            );
         }
         out.push_str("</g>\n");
     }
@@ -237,9 +343,19 @@ fn mermaid_id(id: &str) -> String {
 pub fn mermaid(design: &Design) -> String {
     let mut out = String::from("flowchart TB\n");
     let _ = writeln!(out, "  {USER}([user])");
-    let _ = writeln!(out, "  {DNS}[\"DNS {}<br/>{}:{}\"]", design.domain, design.dns.address, design.dns.port);
+    let _ = writeln!(
+        out,
+        "  {DNS}[\"DNS {}<br/>{}:{}\"]",
+        design.domain, design.dns.address, design.dns.port
+    );
     for f in &design.floating_ips {
-        let _ = writeln!(out, "  {}((\"floating IP {}<br/>{}\"))", mermaid_id(&f.name), f.name, f.address);
+        let _ = writeln!(
+            out,
+            "  {}((\"floating IP {}<br/>{}\"))",
+            mermaid_id(&f.name),
+            f.name,
+            f.address
+        );
     }
     for s in &design.servers {
         let mut label = format!("{} {}", s.name, s.address);
@@ -250,11 +366,22 @@ pub fn mermaid(design: &Design) -> String {
         if s.firewall.is_some() {
             label.push_str("<br/>firewall");
         }
-        let _ = writeln!(out, "  {}[\"{}\"]", mermaid_id(&s.name), label.replace('"', "'"));
+        let _ = writeln!(
+            out,
+            "  {}[\"{}\"]",
+            mermaid_id(&s.name),
+            label.replace('"', "'")
+        );
     }
     for e in edges(design) {
         let arrow = if e.dashed { "-.->" } else { "-->" };
-        let _ = writeln!(out, "  {} {arrow}|{}| {}", mermaid_id(&e.from), e.label.replace('|', "/"), mermaid_id(&e.to));
+        let _ = writeln!(
+            out,
+            "  {} {arrow}|{}| {}",
+            mermaid_id(&e.from),
+            e.label.replace('|', "/"),
+            mermaid_id(&e.to)
+        );
     }
     out
 }
@@ -262,11 +389,27 @@ pub fn mermaid(design: &Design) -> String {
 /// The same whiteboard as Graphviz DOT text.
 pub fn dot(design: &Design) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let mut out = format!("digraph {} {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n", q(&design.name));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=TB;\n  node [shape=box, fontname=\"sans-serif\"];\n",
+        q(&design.name)
+    );
     let _ = writeln!(out, "  {} [shape=ellipse];", q(USER));
-    let _ = writeln!(out, "  {} [label={}];", q(DNS), q(&format!("DNS {}\n{}:{}", design.domain, design.dns.address, design.dns.port)));
+    let _ = writeln!(
+        out,
+        "  {} [label={}];",
+        q(DNS),
+        q(&format!(
+            "DNS {}\n{}:{}",
+            design.domain, design.dns.address, design.dns.port
+        ))
+    );
     for f in &design.floating_ips {
-        let _ = writeln!(out, "  {} [shape=ellipse, label={}];", q(&f.name), q(&format!("floating IP {}\n{}", f.name, f.address)));
+        let _ = writeln!(
+            out,
+            "  {} [shape=ellipse, label={}];",
+            q(&f.name),
+            q(&format!("floating IP {}\n{}", f.name, f.address))
+        );
     }
     for s in &design.servers {
         let mut label = format!("{} {}", s.name, s.address);
@@ -274,12 +417,22 @@ pub fn dot(design: &Design) -> String {
             label.push('\n');
             label.push_str(&l);
         }
-        let colour = if s.firewall.is_some() { ", color=red, penwidth=2" } else { "" };
+        let colour = if s.firewall.is_some() {
+            ", color=red, penwidth=2"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  {} [label={}{colour}];", q(&s.name), q(&label));
     }
     for e in edges(design) {
         let style = if e.dashed { ", style=dashed" } else { "" };
-        let _ = writeln!(out, "  {} -> {} [label={}{style}];", q(&e.from), q(&e.to), q(&e.label));
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}{style}];",
+            q(&e.from),
+            q(&e.to),
+            q(&e.label)
+        );
     }
     out.push_str("}\n");
     out

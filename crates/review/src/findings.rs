@@ -63,7 +63,10 @@ pub enum Kind {
 
 impl Kind {
     pub fn name(self) -> String {
-        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -99,14 +102,20 @@ fn names(v: &[&str]) -> Vec<String> {
 /// components is the one of its kind.
 fn spofs(design: &Design, out: &mut Vec<Finding>) {
     for s in &design.servers {
-        let Err(broken) = serves(design, &|server, _| server == s.name) else { continue };
+        let Err(broken) = serves(design, &|server, _| server == s.name) else {
+            continue;
+        };
         let critical: Vec<String> = s
             .components()
             .into_iter()
             .filter(|k| serves(design, &|server, kind| server == s.name && kind == *k).is_err())
             .map(|k| k.to_string())
             .collect();
-        let what = if critical.is_empty() { "the server as a whole".to_string() } else { critical.join(", ") };
+        let what = if critical.is_empty() {
+            "the server as a whole".to_string()
+        } else {
+            critical.join(", ")
+        };
         let fix = match critical.first().map(String::as_str) {
             Some("load_balancer") => "add a second load balancer and share a floating IP between them (active-passive, as in the scaled design), or give www two A records (active-active)".to_string(),
             Some("web") | Some("app") => "run this tier on two or more servers behind the load balancer (add backends or upstreams)".to_string(),
@@ -129,7 +138,10 @@ fn security(design: &Design, out: &mut Vec<Finding>) {
     let tls_on: Vec<&str> = design
         .servers
         .iter()
-        .filter(|s| s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some()) || s.web.as_ref().is_some_and(|w| w.tls.is_some()))
+        .filter(|s| {
+            s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some())
+                || s.web.as_ref().is_some_and(|w| w.tls.is_some())
+        })
         .map(|s| s.name.as_str())
         .collect();
     let entry: Vec<String> = entry_servers(design);
@@ -144,14 +156,23 @@ fn security(design: &Design, out: &mut Vec<Finding>) {
             fix: "terminate TLS where users connect: tls = { port = 443 } on the load balancer (or the web server when there is none), with HTTP redirected to HTTPS".into(),
         });
     } else {
-        for lb in design.servers.iter().filter(|s| s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some())) {
+        for lb in design
+            .servers
+            .iter()
+            .filter(|s| s.load_balancer.as_ref().is_some_and(|l| l.tls.is_some()))
+        {
             let clear: Vec<&str> = lb
                 .load_balancer
                 .as_ref()
                 .unwrap()
                 .backends
                 .iter()
-                .filter(|b| b.server != lb.name && design.server(&b.server).is_some_and(|w| w.web.as_ref().is_some_and(|web| web.tls.is_none())))
+                .filter(|b| {
+                    b.server != lb.name
+                        && design
+                            .server(&b.server)
+                            .is_some_and(|w| w.web.as_ref().is_some_and(|web| web.tls.is_none()))
+                })
                 .map(|b| b.server.as_str())
                 .collect();
             if !clear.is_empty() {
@@ -167,7 +188,12 @@ fn security(design: &Design, out: &mut Vec<Finding>) {
             }
         }
     }
-    let unprotected: Vec<&str> = design.servers.iter().filter(|s| s.firewall.is_none()).map(|s| s.name.as_str()).collect();
+    let unprotected: Vec<&str> = design
+        .servers
+        .iter()
+        .filter(|s| s.firewall.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
     if !unprotected.is_empty() {
         out.push(Finding {
             kind: Kind::NoFirewall,
@@ -209,7 +235,12 @@ fn security(design: &Design, out: &mut Vec<Finding>) {
 }
 
 fn operations(design: &Design, out: &mut Vec<Finding>) {
-    let unmonitored: Vec<&str> = design.servers.iter().filter(|s| s.monitoring.is_none()).map(|s| s.name.as_str()).collect();
+    let unmonitored: Vec<&str> = design
+        .servers
+        .iter()
+        .filter(|s| s.monitoring.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
     if !unmonitored.is_empty() {
         out.push(Finding {
             kind: Kind::NoMonitoring,
@@ -221,7 +252,12 @@ fn operations(design: &Design, out: &mut Vec<Finding>) {
             fix: "add [servers.NAME.monitoring] to each server (host and HTTP metrics, logs, error traces)".into(),
         });
     }
-    let apps: Vec<&str> = design.servers.iter().filter(|s| s.app.is_some()).map(|s| s.name.as_str()).collect();
+    let apps: Vec<&str> = design
+        .servers
+        .iter()
+        .filter(|s| s.app.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
     if apps.len() == 1 {
         out.push(Finding {
             kind: Kind::DeployDowntime,
@@ -273,9 +309,22 @@ fn operations(design: &Design, out: &mut Vec<Finding>) {
                 });
             }
         }
-        let tiers = [s.web.is_some(), s.app.is_some(), s.database.is_some()].iter().filter(|b| **b).count();
+        let tiers = [s.web.is_some(), s.app.is_some(), s.database.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if tiers > 1 {
-            let kinds: Vec<String> = s.components().into_iter().filter(|k| matches!(k, ComponentKind::Web | ComponentKind::App | ComponentKind::Database)).map(|k| k.to_string()).collect();
+            let kinds: Vec<String> = s
+                .components()
+                .into_iter()
+                .filter(|k| {
+                    matches!(
+                        k,
+                        ComponentKind::Web | ComponentKind::App | ComponentKind::Database
+                    )
+                })
+                .map(|k| k.to_string())
+                .collect();
             out.push(Finding {
                 kind: Kind::ColocatedTiers,
                 severity: Severity::Low,
@@ -296,7 +345,12 @@ fn entry_servers(design: &Design) -> Vec<String> {
         for t in &r.targets {
             match t {
                 RecordTarget::Server(s) => out.push(s.clone()),
-                RecordTarget::FloatingIp(f) => out.extend(design.floating_ip(f).map(|f| f.servers.clone()).unwrap_or_default()),
+                RecordTarget::FloatingIp(f) => out.extend(
+                    design
+                        .floating_ip(f)
+                        .map(|f| f.servers.clone())
+                        .unwrap_or_default(),
+                ),
                 RecordTarget::Address(_) => {}
             }
         }

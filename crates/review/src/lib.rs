@@ -19,12 +19,34 @@ pub use capacity::Mix;
 pub use findings::{review, Finding, Kind, Severity};
 
 /// The review as text for people.
-pub fn render(design: &webstack_topology::Design, findings: &[Finding], availability: &Availability) -> String {
-    let mut out = format!("Design review of {} ({}): {} finding(s)\n\n", design.name, design.fqdn("www"), findings.len());
+pub fn render(
+    design: &webstack_topology::Design,
+    findings: &[Finding],
+    availability: &Availability,
+) -> String {
+    let mut out = format!(
+        "Design review of {} ({}): {} finding(s)\n\n",
+        design.name,
+        design.fqdn("www"),
+        findings.len()
+    );
     for f in findings {
-        out.push_str(&format!("[{}] {}\n", f.severity.to_string().to_uppercase(), f.title));
+        out.push_str(&format!(
+            "[{}] {}\n",
+            f.severity.to_string().to_uppercase(),
+            f.title
+        ));
         if !f.servers.is_empty() || !f.components.is_empty() {
-            out.push_str(&format!("  where: {}{}{}\n", f.servers.join(", "), if f.servers.is_empty() || f.components.is_empty() { "" } else { "; " }, f.components.join(", ")));
+            out.push_str(&format!(
+                "  where: {}{}{}\n",
+                f.servers.join(", "),
+                if f.servers.is_empty() || f.components.is_empty() {
+                    ""
+                } else {
+                    "; "
+                },
+                f.components.join(", ")
+            ));
         }
         out.push_str(&format!("  why:   {}\n  fix:   {}\n\n", f.why, f.fix));
     }

@@ -27,9 +27,18 @@ impl Broken {
 /// True if the site serves with the components `down` says are down.
 pub fn serves(design: &Design, down: &dyn Fn(&str, ComponentKind) -> bool) -> Result<(), Broken> {
     let up = |server: &str, kind: ComponentKind| -> bool {
-        design.server(server).is_some_and(|s| s.components().contains(&kind)) && !down(server, kind)
+        design
+            .server(server)
+            .is_some_and(|s| s.components().contains(&kind))
+            && !down(server, kind)
     };
-    let record = design.dns.records.iter().find(|r| r.name == "www").or_else(|| design.dns.records.first()).ok_or(Broken::NoAddress)?;
+    let record = design
+        .dns
+        .records
+        .iter()
+        .find(|r| r.name == "www")
+        .or_else(|| design.dns.records.first())
+        .ok_or(Broken::NoAddress)?;
     let mut entries: Vec<&str> = Vec::new();
     for target in &record.targets {
         match target {
@@ -37,13 +46,27 @@ pub fn serves(design: &Design, down: &dyn Fn(&str, ComponentKind) -> bool) -> Re
             // A floating IP is as good as any of its holders: failover moves it.
             RecordTarget::FloatingIp(name) => {
                 if let Some(f) = design.floating_ip(name) {
-                    entries.extend(f.servers.iter().map(String::as_str).filter(|s| up(s, ComponentKind::LoadBalancer)));
+                    entries.extend(
+                        f.servers
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|s| up(s, ComponentKind::LoadBalancer)),
+                    );
                 }
             }
-            RecordTarget::Address(ip) => entries.extend(design.servers.iter().filter(|s| s.address == *ip).map(|s| s.name.as_str())),
+            RecordTarget::Address(ip) => entries.extend(
+                design
+                    .servers
+                    .iter()
+                    .filter(|s| s.address == *ip)
+                    .map(|s| s.name.as_str()),
+            ),
         }
     }
-    let entries: Vec<&str> = entries.into_iter().filter(|s| up(s, ComponentKind::LoadBalancer) || up(s, ComponentKind::Web)).collect();
+    let entries: Vec<&str> = entries
+        .into_iter()
+        .filter(|s| up(s, ComponentKind::LoadBalancer) || up(s, ComponentKind::Web))
+        .collect();
     if entries.is_empty() {
         return Err(Broken::NoAddress);
     }
@@ -51,7 +74,12 @@ pub fn serves(design: &Design, down: &dyn Fn(&str, ComponentKind) -> bool) -> Re
     for e in &entries {
         let server = design.server(e).expect("entries exist");
         match &server.load_balancer {
-            Some(lb) if up(e, ComponentKind::LoadBalancer) => webs.extend(lb.backends.iter().map(|b| b.server.as_str()).filter(|b| up(b, ComponentKind::Web))),
+            Some(lb) if up(e, ComponentKind::LoadBalancer) => webs.extend(
+                lb.backends
+                    .iter()
+                    .map(|b| b.server.as_str())
+                    .filter(|b| up(b, ComponentKind::Web)),
+            ),
             _ if up(e, ComponentKind::Web) => webs.push(e),
             _ => {}
         }
@@ -72,16 +100,26 @@ pub fn serves(design: &Design, down: &dyn Fn(&str, ComponentKind) -> bool) -> Re
     // restores them. The review reports that this failover is manual.
     let promotable = |primary: &str| {
         design.servers.iter().any(|r| {
-            r.database.as_ref().is_some_and(|d| matches!(&d.role, DatabaseRole::Replica { of } if of == primary)) && up(&r.name, ComponentKind::Database)
+            r.database
+                .as_ref()
+                .is_some_and(|d| matches!(&d.role, DatabaseRole::Replica { of } if of == primary))
+                && up(&r.name, ComponentKind::Database)
         })
     };
     let writable = apps.iter().any(|a| {
-        let app = design.server(a).and_then(|s| s.app.as_ref()).expect("app servers have an app");
+        let app = design
+            .server(a)
+            .and_then(|s| s.app.as_ref())
+            .expect("app servers have an app");
         match (app.storage, &app.database) {
             (Storage::Sqlite, _) => true,
             (Storage::MySql, Some(db)) => up(db, ComponentKind::Database) || promotable(db),
             (Storage::MySql, None) => false,
         }
     });
-    if writable { Ok(()) } else { Err(Broken::NoDatabase) }
+    if writable {
+        Ok(())
+    } else {
+        Err(Broken::NoDatabase)
+    }
 }

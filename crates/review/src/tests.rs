@@ -7,17 +7,29 @@ use std::path::Path;
 use crate::*;
 
 fn shipped(name: &str) -> webstack_topology::Design {
-    webstack_topology::parse_design(webstack_topology::shipped_source(name).unwrap(), name, Path::new(".")).unwrap()
+    webstack_topology::parse_design(
+        webstack_topology::shipped_source(name).unwrap(),
+        name,
+        Path::new("."),
+    )
+    .unwrap()
 }
 
 fn spof_servers(name: &str) -> Vec<String> {
-    let mut v: Vec<String> = review(&shipped(name), &Mix::default()).into_iter().filter(|f| f.kind == Kind::SinglePointOfFailure).flat_map(|f| f.servers).collect();
+    let mut v: Vec<String> = review(&shipped(name), &Mix::default())
+        .into_iter()
+        .filter(|f| f.kind == Kind::SinglePointOfFailure)
+        .flat_map(|f| f.servers)
+        .collect();
     v.sort();
     v
 }
 
 fn kinds(name: &str) -> Vec<Kind> {
-    review(&shipped(name), &Mix::default()).into_iter().map(|f| f.kind).collect()
+    review(&shipped(name), &Mix::default())
+        .into_iter()
+        .map(|f| f.kind)
+        .collect()
 }
 
 const A: f64 = 0.999;
@@ -37,10 +49,19 @@ fn single_points_of_failure_of_the_shipped_designs() {
 
 #[test]
 fn spof_names_the_components_that_have_no_second_copy() {
-    let f = review(&shipped("simple"), &Mix::default()).into_iter().find(|f| f.kind == Kind::SinglePointOfFailure).unwrap();
+    let f = review(&shipped("simple"), &Mix::default())
+        .into_iter()
+        .find(|f| f.kind == Kind::SinglePointOfFailure)
+        .unwrap();
     assert_eq!(f.components, vec!["web", "app", "database"]);
-    let f = review(&shipped("distributed"), &Mix::default()).into_iter().find(|f| f.kind == Kind::SinglePointOfFailure).unwrap();
-    assert_eq!((f.servers.clone(), f.components.clone()), (vec!["lb1".to_string()], vec!["load_balancer".to_string()]));
+    let f = review(&shipped("distributed"), &Mix::default())
+        .into_iter()
+        .find(|f| f.kind == Kind::SinglePointOfFailure)
+        .unwrap();
+    assert_eq!(
+        (f.servers.clone(), f.components.clone()),
+        (vec!["lb1".to_string()], vec!["load_balancer".to_string()])
+    );
 }
 
 #[test]
@@ -50,15 +71,28 @@ fn availability_matches_hand_computed_values() {
     // lb1 in series with (server1 or server2): each runs web, app and a database (the
     // replica on server2 is promoted when server1 is lost).
     let pair = 1.0 - (1.0 - A) * (1.0 - A);
-    assert!(close(estimate(&shipped("distributed"), A).availability, A * pair));
+    assert!(close(
+        estimate(&shipped("distributed"), A).availability,
+        A * pair
+    ));
     // Two load balancers in parallel, then web1, app1 and db1 in series.
-    assert!(close(estimate(&shipped("scaled"), A).availability, pair * A * A * A));
+    assert!(close(
+        estimate(&shipped("scaled"), A).availability,
+        pair * A * A * A
+    ));
     // secured: lb1 in series with (server1 or server2): server2 can serve alone once its
     // replica is promoted.
-    assert!(close(estimate(&shipped("secured"), A).availability, A * pair));
+    assert!(close(
+        estimate(&shipped("secured"), A).availability,
+        A * pair
+    ));
     let est = estimate(&shipped("simple"), A);
     assert!((est.nines - 3.0).abs() < 1e-9);
-    assert!((est.downtime_minutes_per_year - 525.96).abs() < 0.01, "{}", est.downtime_minutes_per_year);
+    assert!(
+        (est.downtime_minutes_per_year - 525.96).abs() < 0.01,
+        "{}",
+        est.downtime_minutes_per_year
+    );
     assert_eq!(human_downtime(525.96), "8h 45m");
 }
 
@@ -66,20 +100,40 @@ fn availability_matches_hand_computed_values() {
 fn each_review_names_the_curriculums_limitations() {
     // Task 0: single point of failure, downtime during deploys, no horizontal scaling.
     let simple = kinds("simple");
-    assert!(simple.contains(&Kind::SinglePointOfFailure) && simple.contains(&Kind::DeployDowntime) && simple.contains(&Kind::Capacity) && simple.contains(&Kind::ColocatedTiers));
+    assert!(
+        simple.contains(&Kind::SinglePointOfFailure)
+            && simple.contains(&Kind::DeployDowntime)
+            && simple.contains(&Kind::Capacity)
+            && simple.contains(&Kind::ColocatedTiers)
+    );
     // Task 1: the load balancer is a SPOF, no firewall, no monitoring, no HTTPS, one
     // primary takes the writes.
     let distributed = kinds("distributed");
-    for k in [Kind::SinglePointOfFailure, Kind::NoFirewall, Kind::NoMonitoring, Kind::NoHttps, Kind::ManualFailover] {
+    for k in [
+        Kind::SinglePointOfFailure,
+        Kind::NoFirewall,
+        Kind::NoMonitoring,
+        Kind::NoHttps,
+        Kind::ManualFailover,
+    ] {
         assert!(distributed.contains(&k), "distributed lacks {k:?}");
     }
     // Task 2: TLS ends at the load balancer, one server takes writes, servers with every
     // component.
     let secured = kinds("secured");
-    for k in [Kind::TlsEndsEarly, Kind::ManualFailover, Kind::ColocatedTiers, Kind::SinglePointOfFailure] {
+    for k in [
+        Kind::TlsEndsEarly,
+        Kind::ManualFailover,
+        Kind::ColocatedTiers,
+        Kind::SinglePointOfFailure,
+    ] {
         assert!(secured.contains(&k), "secured lacks {k:?}");
     }
-    assert!(!secured.contains(&Kind::NoFirewall) && !secured.contains(&Kind::NoMonitoring) && !secured.contains(&Kind::NoHttps));
+    assert!(
+        !secured.contains(&Kind::NoFirewall)
+            && !secured.contains(&Kind::NoMonitoring)
+            && !secured.contains(&Kind::NoHttps)
+    );
     // Task 3: the load balancers are redundant; the single web, app and database are not.
     let scaled = kinds("scaled");
     assert!(scaled.contains(&Kind::NoReplica) && scaled.contains(&Kind::DeployDowntime));
@@ -87,11 +141,21 @@ fn each_review_names_the_curriculums_limitations() {
 
 #[test]
 fn capacity_names_the_first_tier_to_saturate() {
-    let f = review(&shipped("simple"), &Mix::default()).into_iter().find(|f| f.kind == Kind::Capacity).unwrap();
+    let f = review(&shipped("simple"), &Mix::default())
+        .into_iter()
+        .find(|f| f.kind == Kind::Capacity)
+        .unwrap();
     assert!(f.title.contains("app tier"), "{}", f.title);
     let writes = Mix::parse("static=0,reads=0,writes=1").unwrap();
-    let f = review(&shipped("scaled"), &writes).into_iter().find(|f| f.kind == Kind::Capacity).unwrap();
-    assert!(f.title.contains("app tier") || f.title.contains("database tier"), "{}", f.title);
+    let f = review(&shipped("scaled"), &writes)
+        .into_iter()
+        .find(|f| f.kind == Kind::Capacity)
+        .unwrap();
+    assert!(
+        f.title.contains("app tier") || f.title.contains("database tier"),
+        "{}",
+        f.title
+    );
     assert!(Mix::parse("reads=x").is_err());
     assert!(Mix::parse("cats=1").is_err());
 }
@@ -106,7 +170,12 @@ fn svg_is_well_formed_and_shows_every_server() {
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{name}: {e}"));
         for s in &design.servers {
             let id = format!("node-{}", s.name);
-            assert!(doc.descendants().any(|n| n.attribute("id") == Some(id.as_str())), "{name}: no box for {}", s.name);
+            assert!(
+                doc.descendants()
+                    .any(|n| n.attribute("id") == Some(id.as_str())),
+                "{name}: no box for {}",
+                s.name
+            );
         }
         assert!(svg.contains("#f6c9c9"), "a failing server is drawn red");
         let mermaid = diagram::mermaid(&design);
@@ -116,6 +185,12 @@ fn svg_is_well_formed_and_shows_every_server() {
         }
     }
     let scaled = diagram::svg(&shipped("scaled"), &HashMap::new());
-    assert!(scaled.contains("floating IP vip") && scaled.contains("firewall") && scaled.contains("monitoring agent"));
-    assert!(diagram::edges(&shipped("secured")).iter().any(|e| e.label == "replication" && e.dashed));
+    assert!(
+        scaled.contains("floating IP vip")
+            && scaled.contains("firewall")
+            && scaled.contains("monitoring agent")
+    );
+    assert!(diagram::edges(&shipped("secured"))
+        .iter()
+        .any(|e| e.label == "replication" && e.dashed));
 }

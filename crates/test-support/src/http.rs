@@ -16,7 +16,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -28,15 +31,25 @@ impl HttpResponse {
 /// (the request should say `Connection: close`). Panics on I/O errors: it is for tests.
 pub fn raw_request(addr: SocketAddr, request: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
-    parse_response(&buf).unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(&buf)))
+    parse_response(&buf)
+        .unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(&buf)))
 }
 
 /// A request with the usual headers; `host` goes in the Host header.
-pub fn request(addr: SocketAddr, method: &str, host: &str, path: &str, extra_headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (n, v) in extra_headers {
         req.push_str(&format!("{n}: {v}\r\n"));
@@ -64,9 +77,19 @@ fn parse_response(buf: &[u8]) -> Option<HttpResponse> {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let raw_body = &buf[head_end + 4..];
-    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(raw_body)? } else { raw_body.to_vec() };
-    Some(HttpResponse { status, headers, body })
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(raw_body)?
+    } else {
+        raw_body.to_vec()
+    };
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

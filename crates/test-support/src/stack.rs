@@ -26,24 +26,59 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub fn unique_subnet() -> [u8; 3] {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    [127, 100 + (pid % 150) as u8, ((pid / 150) as u8).wrapping_mul(16).wrapping_add(n as u8)]
+    [
+        127,
+        100 + (pid % 150) as u8,
+        ((pid / 150) as u8).wrapping_mul(16).wrapping_add(n as u8),
+    ]
 }
 
 impl Stack {
     /// Runs `webstack up DESIGN --detach` and panics with its output if it fails.
     pub fn up(bin: &Path, design: &str) -> Stack {
-        let state = tempfile::Builder::new().prefix("ws").tempdir().expect("a temporary state directory");
+        let state = tempfile::Builder::new()
+            .prefix("ws")
+            .tempdir()
+            .expect("a temporary state directory");
         let subnet = unique_subnet();
-        let mut stack = Stack { bin: bin.to_path_buf(), state, subnet, name: String::new(), up_output: String::new() };
-        let out = stack.run(&["up", design, "--detach", "--subnet", &stack.subnet_text(), "--timeout", "240"]);
-        stack.up_output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "webstack up {design} failed:\n{}", stack.up_output);
-        stack.name = stack.status()["stack"].as_str().expect("status names the stack").to_string();
+        let mut stack = Stack {
+            bin: bin.to_path_buf(),
+            state,
+            subnet,
+            name: String::new(),
+            up_output: String::new(),
+        };
+        let out = stack.run(&[
+            "up",
+            design,
+            "--detach",
+            "--subnet",
+            &stack.subnet_text(),
+            "--timeout",
+            "240",
+        ]);
+        stack.up_output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "webstack up {design} failed:\n{}",
+            stack.up_output
+        );
+        stack.name = stack.status()["stack"]
+            .as_str()
+            .expect("status names the stack")
+            .to_string();
         stack
     }
 
     pub fn subnet_text(&self) -> String {
-        format!("{}.{}.{}.0/24", self.subnet[0], self.subnet[1], self.subnet[2])
+        format!(
+            "{}.{}.{}.0/24",
+            self.subnet[0], self.subnet[1], self.subnet[2]
+        )
     }
 
     /// An address of the design moved into this stack's /24 (`11` → `127.X.Y.11`).
@@ -68,29 +103,53 @@ impl Stack {
     /// error output) if it did not succeed.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "webstack {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "webstack {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn status(&self) -> Value {
         let out = self.run(&["status", "--json"]);
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
     }
 
     /// The status entry of one server.
     pub fn server(&self, name: &str) -> Value {
         let status = self.status();
-        status["servers"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or_else(|| panic!("no server {name} in {status:#}"))
+        status["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no server {name} in {status:#}"))
     }
 
     /// Where a component of a server listens.
     pub fn listen(&self, server: &str, kind: &str) -> SocketAddr {
-        self.component(server, kind)["listen"].as_str().unwrap().parse().unwrap()
+        self.component(server, kind)["listen"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     pub fn component(&self, server: &str, kind: &str) -> Value {
-        self.server(server)["components"].as_array().unwrap().iter().find(|c| c["kind"] == kind).cloned().unwrap_or_else(|| panic!("{server} has no {kind}"))
+        self.server(server)["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("{server} has no {kind}"))
     }
 
     /// Every process id the stack has recorded: nodes and the children they run.
@@ -100,12 +159,30 @@ impl Stack {
         for stack in std::fs::read_dir(&root).into_iter().flatten().flatten() {
             if let Ok(bytes) = std::fs::read(stack.path().join("stack.json")) {
                 let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                pids.extend(v["nodes"].as_array().into_iter().flatten().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32));
+                pids.extend(
+                    v["nodes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| n["pid"].as_u64())
+                        .map(|p| p as u32),
+                );
             }
-            for server in std::fs::read_dir(stack.path().join("servers")).into_iter().flatten().flatten() {
+            for server in std::fs::read_dir(stack.path().join("servers"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Ok(bytes) = std::fs::read(server.path().join("node.json")) {
                     let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                    pids.extend(v["components"].as_array().into_iter().flatten().filter_map(|c| c["child_pid"].as_u64()).map(|p| p as u32));
+                    pids.extend(
+                        v["components"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c["child_pid"].as_u64())
+                            .map(|p| p as u32),
+                    );
                 }
             }
         }
@@ -115,7 +192,11 @@ impl Stack {
     /// `webstack down`, checked.
     pub fn down(&self) -> Output {
         let out = self.run(&["down"]);
-        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 }
@@ -150,7 +231,9 @@ pub fn eventually<T>(patience: Duration, what: &str, mut check: impl FnMut() -> 
 
 /// The local TCP sockets listening on an address, from /proc/net/tcp.
 pub fn listening_sockets_on(ip: IpAddr) -> Vec<SocketAddr> {
-    let IpAddr::V4(v4) = ip else { return Vec::new() };
+    let IpAddr::V4(v4) = ip else {
+        return Vec::new();
+    };
     let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
     text.lines()
         .skip(1)

@@ -30,19 +30,33 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum DesignError {
     #[error("cannot read design file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("no design named {name:?}: it is neither a file nor a shipped design (shipped: {})", shipped.join(", "))]
-    UnknownDesign { name: String, shipped: Vec<&'static str> },
+    UnknownDesign {
+        name: String,
+        shipped: Vec<&'static str>,
+    },
 
     /// The file is not valid TOML, or a key or type does not fit the format. The TOML
     /// parser stops at the first such error, so this is always one problem.
     #[error("{file}:{line}:{column}: {message}")]
-    Syntax { file: String, line: usize, column: usize, message: String },
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 
     /// The file parsed, and validation found these problems (all of them).
     #[error("{}", render_invalid(file, problems))]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 fn render_invalid(file: &str, problems: &[Problem]) -> String {

@@ -41,7 +41,11 @@ pub fn load(name_or_path: &str) -> Result<LoadedDesign, DesignError> {
         let label = format!("designs/{name_or_path}.toml");
         let base = std::env::current_dir().unwrap_or_else(|_| ".".into());
         let design = parse_design(source, &label, &base)?;
-        return Ok(LoadedDesign { design, source: source.to_string(), label });
+        return Ok(LoadedDesign {
+            design,
+            source: source.to_string(),
+            label,
+        });
     }
     if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
         return Err(DesignError::Read {
@@ -49,13 +53,18 @@ pub fn load(name_or_path: &str) -> Result<LoadedDesign, DesignError> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
-    Err(DesignError::UnknownDesign { name: name_or_path.to_string(), shipped: shipped_names() })
+    Err(DesignError::UnknownDesign {
+        name: name_or_path.to_string(),
+        shipped: shipped_names(),
+    })
 }
 
 /// Loads a design file from disk; relative paths in it start at its folder.
 pub fn load_file(path: &Path) -> Result<LoadedDesign, DesignError> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|source| DesignError::Read { path: path.to_path_buf(), source })?;
+    let source = std::fs::read_to_string(path).map_err(|source| DesignError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -64,5 +73,9 @@ pub fn load_file(path: &Path) -> Result<LoadedDesign, DesignError> {
     let base = std::fs::canonicalize(&base).unwrap_or(base);
     let label = path.display().to_string();
     let design = parse_design(&source, &label, &base)?;
-    Ok(LoadedDesign { design, source, label })
+    Ok(LoadedDesign {
+        design,
+        source,
+        label,
+    })
 }

@@ -54,7 +54,10 @@ pub enum Codebase {
     Builtin(String),
     /// A folder of the user's: its `public/` holds the static files, and `command` (run in
     /// the folder) is the application server process.
-    Path { path: PathBuf, command: Option<Vec<String>> },
+    Path {
+        path: PathBuf,
+        command: Option<Vec<String>>,
+    },
 }
 
 /// One machine of the whiteboard and the components it runs.
@@ -354,7 +357,11 @@ impl Design {
         let replicas = self
             .servers
             .iter()
-            .filter(|s| s.database.as_ref().is_some_and(|d| matches!(&d.role, DatabaseRole::Replica { of } if *of == primary)))
+            .filter(|s| {
+                s.database.as_ref().is_some_and(
+                    |d| matches!(&d.role, DatabaseRole::Replica { of } if *of == primary),
+                )
+            })
             .map(|s| s.name.clone())
             .collect();
         Some((primary, replicas))

@@ -3,7 +3,10 @@
 /// Name and TOML source of every shipped design, in curriculum order.
 pub const SHIPPED: &[(&str, &str)] = &[
     ("simple", include_str!("../../../designs/simple.toml")),
-    ("distributed", include_str!("../../../designs/distributed.toml")),
+    (
+        "distributed",
+        include_str!("../../../designs/distributed.toml"),
+    ),
     ("secured", include_str!("../../../designs/secured.toml")),
     ("scaled", include_str!("../../../designs/scaled.toml")),
 ];
@@ -16,5 +19,8 @@ pub fn shipped_names() -> Vec<&'static str> {
 }
 
 pub fn shipped_source(name: &str) -> Option<&'static str> {
-    SHIPPED.iter().find(|(n, _)| *n == name).map(|(_, src)| *src)
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, src)| *src)
 }

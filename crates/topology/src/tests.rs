@@ -45,7 +45,11 @@ fn expect_one(src: &str, line: usize, key: &str, message: &str) -> Problem {
     assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
     let p = found.into_iter().next().unwrap();
     assert_eq!((p.line, p.key.as_str()), (line, key), "{p}");
-    assert!(p.message.contains(message), "message {:?} lacks {message:?}", p.message);
+    assert!(
+        p.message.contains(message),
+        "message {:?} lacks {message:?}",
+        p.message
+    );
     assert!(p.hint.is_some(), "problem without a hint: {p}");
     p
 }
@@ -66,7 +70,14 @@ fn good_design_resolves_references() {
     let (host, addr) = d.entry_point().unwrap();
     assert_eq!(host, "www.foobar.com");
     assert_eq!(addr.to_string(), "127.10.0.11:8080");
-    assert_eq!(d.server("s1").unwrap().components(), vec![ComponentKind::Web, ComponentKind::App, ComponentKind::Database]);
+    assert_eq!(
+        d.server("s1").unwrap().components(),
+        vec![
+            ComponentKind::Web,
+            ComponentKind::App,
+            ComponentKind::Database
+        ]
+    );
 }
 
 #[test]
@@ -80,15 +91,22 @@ fn relocate_keeps_host_parts() {
 #[test]
 fn unknown_key_names_line_and_the_keys_that_exist() {
     let err = parse(&broken("port = 5353", "prot = 5353")).unwrap_err();
-    let DesignError::Syntax { line, message, .. } = err else { panic!("{err:?}") };
+    let DesignError::Syntax { line, message, .. } = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(line, 8);
-    assert!(message.contains("unknown field `prot`") && message.contains("port"), "{message}");
+    assert!(
+        message.contains("unknown field `prot`") && message.contains("port"),
+        "{message}"
+    );
 }
 
 #[test]
 fn wrong_type_is_a_syntax_error_with_line() {
     let err = parse(&broken("port = 5353", "port = \"fifty\"")).unwrap_err();
-    let DesignError::Syntax { line, message, .. } = err else { panic!("{err:?}") };
+    let DesignError::Syntax { line, message, .. } = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(line, 8);
     assert!(message.contains("invalid type"), "{message}");
 }
@@ -96,81 +114,151 @@ fn wrong_type_is_a_syntax_error_with_line() {
 #[test]
 fn port_out_of_range_is_reported() {
     let err = parse(&broken("port = 5353", "port = 70000")).unwrap_err();
-    assert!(matches!(err, DesignError::Syntax { line: 8, .. }), "{err:?}");
+    assert!(
+        matches!(err, DesignError::Syntax { line: 8, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn upstream_naming_an_unknown_server() {
-    let p = expect_one(&broken("upstreams = [\"s1\"]", "upstreams = [\"s9\"]"), 13, "servers.s1.web.upstreams", "unknown server \"s9\"");
+    let p = expect_one(
+        &broken("upstreams = [\"s1\"]", "upstreams = [\"s9\"]"),
+        13,
+        "servers.s1.web.upstreams",
+        "unknown server \"s9\"",
+    );
     assert!(p.hint.unwrap().contains("s1"));
 }
 
 #[test]
 fn web_server_with_no_upstream() {
-    expect_one(&broken("upstreams = [\"s1\"]", "upstreams = []"), 13, "servers.s1.web.upstreams", "no upstream");
+    expect_one(
+        &broken("upstreams = [\"s1\"]", "upstreams = []"),
+        13,
+        "servers.s1.web.upstreams",
+        "no upstream",
+    );
 }
 
 #[test]
 fn two_servers_on_one_address() {
     let src = format!("{GOOD}\n[servers.s2]\naddress = \"127.10.0.11\"\napp = {{ port = 8000, database = \"s1\" }}\n");
-    expect_one(&src, 18, "servers.s2.address", "already the address of server s1");
+    expect_one(
+        &src,
+        18,
+        "servers.s2.address",
+        "already the address of server s1",
+    );
 }
 
 #[test]
 fn port_clash_on_one_server() {
-    expect_one(&broken("port = 8000", "port = 8080"), 14, "servers.s1.app.port", "port 8080 is already taken on this server by servers.s1.web.port");
+    expect_one(
+        &broken("port = 8000", "port = 8080"),
+        14,
+        "servers.s1.app.port",
+        "port 8080 is already taken on this server by servers.s1.web.port",
+    );
 }
 
 #[test]
 fn address_that_is_not_an_ip() {
-    expect_one(&broken("address = \"127.10.0.11\"", "address = \"server-one\""), 12, "servers.s1.address", "not an IP address");
+    expect_one(
+        &broken("address = \"127.10.0.11\"", "address = \"server-one\""),
+        12,
+        "servers.s1.address",
+        "not an IP address",
+    );
 }
 
 #[test]
 fn app_database_on_a_server_without_one() {
-    expect_one(&broken("database = { port = 3306 }", ""), 14, "servers.s1.app.database", "runs no database");
+    expect_one(
+        &broken("database = { port = 3306 }", ""),
+        14,
+        "servers.s1.app.database",
+        "runs no database",
+    );
 }
 
 #[test]
 fn record_pointing_at_unknown_target() {
-    expect_one(&broken("www = [\"s1\"]", "www = [\"lb9\"]"), 9, "dns.records.www", "unknown target \"lb9\"");
+    expect_one(
+        &broken("www = [\"s1\"]", "www = [\"lb9\"]"),
+        9,
+        "dns.records.www",
+        "unknown target \"lb9\"",
+    );
 }
 
 #[test]
 fn missing_stack_domain() {
-    expect_one(&broken("domain = \"foobar.com\"", ""), 2, "stack.domain", "missing key");
+    expect_one(
+        &broken("domain = \"foobar.com\"", ""),
+        2,
+        "stack.domain",
+        "missing key",
+    );
 }
 
 #[test]
 fn bad_domain_name() {
-    expect_one(&broken("domain = \"foobar.com\"", "domain = \"foo bar\""), 4, "stack.domain", "not a domain name");
+    expect_one(
+        &broken("domain = \"foobar.com\"", "domain = \"foo bar\""),
+        4,
+        "stack.domain",
+        "not a domain name",
+    );
 }
 
 #[test]
 fn unknown_algorithm() {
     let src = format!("{GOOD}\n[servers.lb]\naddress = \"127.10.0.10\"\nload_balancer = {{ port = 8080, algorithm = \"random\", backends = [\"s1\"] }}\n");
-    let p = expect_one(&src, 19, "servers.lb.load_balancer.algorithm", "unknown algorithm \"random\"");
+    let p = expect_one(
+        &src,
+        19,
+        "servers.lb.load_balancer.algorithm",
+        "unknown algorithm \"random\"",
+    );
     assert!(p.hint.unwrap().contains("roundrobin"));
 }
 
 #[test]
 fn replica_of_unknown_server() {
-    let src = format!("{GOOD}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ replica_of = \"s7\" }}\n");
-    expect_one(&src, 19, "servers.s2.database.replica_of", "unknown server \"s7\"");
+    let src = format!(
+        "{GOOD}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ replica_of = \"s7\" }}\n"
+    );
+    expect_one(
+        &src,
+        19,
+        "servers.s2.database.replica_of",
+        "unknown server \"s7\"",
+    );
 }
 
 #[test]
 fn app_writing_to_a_replica() {
-    let src = format!("{}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ replica_of = \"s1\" }}\n",
-        GOOD.replace("database = \"s1\"", "database = \"s2\""));
+    let src = format!(
+        "{}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ replica_of = \"s1\" }}\n",
+        GOOD.replace("database = \"s1\"", "database = \"s2\"")
+    );
     expect_one(&src, 14, "servers.s1.app.database", "runs a replica");
 }
 
 #[test]
 fn sqlite_with_two_app_servers() {
-    let src = format!("{}\n[servers.s2]\naddress = \"127.10.0.12\"\napp = {{ storage = \"sqlite\" }}\n", GOOD);
+    let src = format!(
+        "{}\n[servers.s2]\naddress = \"127.10.0.12\"\napp = {{ storage = \"sqlite\" }}\n",
+        GOOD
+    );
     let found = problems(&src);
-    assert!(found.iter().any(|p| p.key == "servers.s2.app.storage" && p.message.contains("SQLite") && p.line == 19), "{found:#?}");
+    assert!(
+        found.iter().any(|p| p.key == "servers.s2.app.storage"
+            && p.message.contains("SQLite")
+            && p.line == 19),
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -184,10 +272,21 @@ fn server_named_dns_and_server_without_components() {
 
 #[test]
 fn floating_ip_needs_two_load_balancers() {
-    let src = format!("{GOOD}\n[floating_ips.vip]\naddress = \"127.10.0.100\"\nservers = [\"s1\"]\n");
+    let src =
+        format!("{GOOD}\n[floating_ips.vip]\naddress = \"127.10.0.100\"\nservers = [\"s1\"]\n");
     let found = problems(&src);
-    assert!(found.iter().any(|p| p.message.contains("at least two load balancers")), "{found:#?}");
-    assert!(found.iter().any(|p| p.message.contains("runs no load balancer to hold the address")), "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.message.contains("at least two load balancers")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|p| p
+            .message
+            .contains("runs no load balancer to hold the address")),
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -198,20 +297,40 @@ fn every_problem_is_reported_at_once_in_line_order() {
     let found = problems(&src);
     let lines: Vec<usize> = found.iter().map(|p| p.line).collect();
     assert_eq!(lines, vec![9, 13, 14], "{found:#?}");
-    let rendered = DesignError::Invalid { file: "test.toml".into(), problems: found }.to_string();
-    assert!(rendered.starts_with("test.toml: 3 problems in the design:"), "{rendered}");
-    assert!(rendered.contains("test.toml:line 13: servers.s1.web.upstreams: unknown server \"s9\""), "{rendered}");
+    let rendered = DesignError::Invalid {
+        file: "test.toml".into(),
+        problems: found,
+    }
+    .to_string();
+    assert!(
+        rendered.starts_with("test.toml: 3 problems in the design:"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("test.toml:line 13: servers.s1.web.upstreams: unknown server \"s9\""),
+        "{rendered}"
+    );
 }
 
 #[test]
 fn unknown_shipped_design_lists_the_shipped_ones() {
     let err = load("nosuchdesign").unwrap_err();
-    assert!(err.to_string().contains("simple, distributed, secured, scaled"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("simple, distributed, secured, scaled"),
+        "{err}"
+    );
 }
 
 #[test]
 fn two_primaries_are_refused() {
-    let src = format!("{GOOD}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ port = 3306 }}\n");
-    let p = expect_one(&src, 19, "servers.s2.database", "a second primary database (the first is on s1)");
+    let src =
+        format!("{GOOD}\n[servers.s2]\naddress = \"127.10.0.12\"\ndatabase = {{ port = 3306 }}\n");
+    let p = expect_one(
+        &src,
+        19,
+        "servers.s2.database",
+        "a second primary database (the first is on s1)",
+    );
     assert!(p.hint.unwrap().contains("replica_of = \"s1\""));
 }

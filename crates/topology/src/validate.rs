@@ -52,13 +52,22 @@ pub fn parse_design(source: &str, file: &str, base_dir: &Path) -> Result<Design,
             message: e.message().trim().to_string(),
         }
     })?;
-    let mut v = Validator { source, problems: Vec::new(), base_dir, sqlite_keys: Vec::new(), primaries: Vec::new() };
+    let mut v = Validator {
+        source,
+        problems: Vec::new(),
+        base_dir,
+        sqlite_keys: Vec::new(),
+        primaries: Vec::new(),
+    };
     let design = v.design(raw);
     if v.problems.is_empty() {
         Ok(design)
     } else {
         v.problems.sort_by_key(|p| p.line);
-        Err(DesignError::Invalid { file: file.to_string(), problems: v.problems })
+        Err(DesignError::Invalid {
+            file: file.to_string(),
+            problems: v.problems,
+        })
     }
 }
 
@@ -88,9 +97,20 @@ struct ServerFacts {
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>, hint: Option<String>) {
+    fn problem(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
         let (line, _) = line_col(self.source, span.start);
-        self.problems.push(Problem { line, key: key.into(), message: message.into(), hint });
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message: message.into(),
+            hint,
+        });
     }
 
     fn design(&mut self, raw: RawDesign) -> Design {
@@ -106,14 +126,19 @@ impl Validator<'_> {
                     has_web: s.web.is_some(),
                     has_app: s.app.is_some(),
                     has_lb: s.load_balancer.is_some(),
-                    database_role: s.database.as_ref().map(|d| {
-                        d.get_ref().replica_of.as_ref().map(|r| r.get_ref().clone())
-                    }),
+                    database_role: s
+                        .database
+                        .as_ref()
+                        .map(|d| d.get_ref().replica_of.as_ref().map(|r| r.get_ref().clone())),
                 };
                 (name.get_ref().clone(), facts)
             })
             .collect();
-        let fip_names: Vec<String> = raw.floating_ips.keys().map(|k| k.get_ref().clone()).collect();
+        let fip_names: Vec<String> = raw
+            .floating_ips
+            .keys()
+            .map(|k| k.get_ref().clone())
+            .collect();
 
         let codebase = self.codebase(raw.codebase);
 
@@ -122,8 +147,14 @@ impl Validator<'_> {
 
         let mut servers = Vec::new();
         if raw.servers.is_empty() {
-            self.problem(whole.clone(), "servers", "the design has no servers",
-                Some("add at least one [servers.NAME] table with an address and a component".into()));
+            self.problem(
+                whole.clone(),
+                "servers",
+                "the design has no servers",
+                Some(
+                    "add at least one [servers.NAME] table with an address and a component".into(),
+                ),
+            );
         }
         for (name, server) in raw.servers {
             if let Some(s) = self.server(name, server, &facts, &mut addresses) {
@@ -153,8 +184,12 @@ impl Validator<'_> {
 
     fn stack(&mut self, raw: Option<Spanned<RawStack>>) -> (String, String, Option<String>) {
         let Some(raw) = raw else {
-            self.problem(0..0, "stack", "the design has no [stack] table",
-                Some("add [stack] with name = \"mysite\" and domain = \"foobar.com\"".into()));
+            self.problem(
+                0..0,
+                "stack",
+                "the design has no [stack] table",
+                Some("add [stack] with name = \"mysite\" and domain = \"foobar.com\"".into()),
+            );
             return (String::new(), String::new(), None);
         };
         let span = raw.span();
@@ -162,24 +197,45 @@ impl Validator<'_> {
         let name = match raw.name {
             Some(n) if is_name(n.get_ref()) => n.into_inner(),
             Some(n) => {
-                self.problem(n.span(), "stack.name", format!("{:?} is not a usable stack name", n.get_ref()),
-                    Some("use 1 to 32 lowercase letters, digits and '-', starting with a letter".into()));
+                self.problem(
+                    n.span(),
+                    "stack.name",
+                    format!("{:?} is not a usable stack name", n.get_ref()),
+                    Some(
+                        "use 1 to 32 lowercase letters, digits and '-', starting with a letter"
+                            .into(),
+                    ),
+                );
                 String::new()
             }
             None => {
-                self.problem(span.clone(), "stack.name", "missing key", Some("add name = \"mysite\"".into()));
+                self.problem(
+                    span.clone(),
+                    "stack.name",
+                    "missing key",
+                    Some("add name = \"mysite\"".into()),
+                );
                 String::new()
             }
         };
         let domain = match raw.domain {
             Some(d) if is_domain(d.get_ref()) => d.into_inner().to_ascii_lowercase(),
             Some(d) => {
-                self.problem(d.span(), "stack.domain", format!("{:?} is not a domain name", d.get_ref()),
-                    Some("write the zone the site lives in, for example \"foobar.com\"".into()));
+                self.problem(
+                    d.span(),
+                    "stack.domain",
+                    format!("{:?} is not a domain name", d.get_ref()),
+                    Some("write the zone the site lives in, for example \"foobar.com\"".into()),
+                );
                 String::new()
             }
             None => {
-                self.problem(span, "stack.domain", "missing key", Some("add domain = \"foobar.com\"".into()));
+                self.problem(
+                    span,
+                    "stack.domain",
+                    "missing key",
+                    Some("add domain = \"foobar.com\"".into()),
+                );
                 String::new()
             }
         };
@@ -194,26 +250,51 @@ impl Validator<'_> {
         let raw = raw.into_inner();
         match (raw.builtin, raw.path) {
             (Some(_), Some(p)) => {
-                self.problem(p.span(), "codebase.path", "a codebase is either builtin or a path, not both",
-                    Some("remove one of builtin and path".into()));
+                self.problem(
+                    p.span(),
+                    "codebase.path",
+                    "a codebase is either builtin or a path, not both",
+                    Some("remove one of builtin and path".into()),
+                );
                 Codebase::Builtin("foobar".into())
             }
             (Some(b), None) => {
                 if let Some(c) = &raw.command {
-                    self.problem(c.span(), "codebase.command", "a builtin codebase runs inside webstack and takes no command",
-                        Some("remove command, or use path = \"FOLDER\" for your own application".into()));
+                    self.problem(
+                        c.span(),
+                        "codebase.command",
+                        "a builtin codebase runs inside webstack and takes no command",
+                        Some(
+                            "remove command, or use path = \"FOLDER\" for your own application"
+                                .into(),
+                        ),
+                    );
                 }
                 if !BUILTIN_CODEBASES.contains(&b.get_ref().as_str()) {
-                    self.problem(b.span(), "codebase.builtin", format!("there is no builtin codebase {:?}", b.get_ref()),
-                        Some(format!("builtin codebases: {}", BUILTIN_CODEBASES.join(", "))));
+                    self.problem(
+                        b.span(),
+                        "codebase.builtin",
+                        format!("there is no builtin codebase {:?}", b.get_ref()),
+                        Some(format!(
+                            "builtin codebases: {}",
+                            BUILTIN_CODEBASES.join(", ")
+                        )),
+                    );
                 }
                 Codebase::Builtin(b.into_inner())
             }
             (None, Some(p)) => {
                 let path = self.base_dir.join(p.get_ref());
                 if !path.is_dir() {
-                    self.problem(p.span(), "codebase.path", format!("{} is not a folder", path.display()),
-                        Some("give the folder of your application, relative to the design file".into()));
+                    self.problem(
+                        p.span(),
+                        "codebase.path",
+                        format!("{} is not a folder", path.display()),
+                        Some(
+                            "give the folder of your application, relative to the design file"
+                                .into(),
+                        ),
+                    );
                 }
                 if let Some(c) = &raw.command {
                     if c.get_ref().is_empty() {
@@ -221,30 +302,59 @@ impl Validator<'_> {
                             Some("write the program and its arguments, for example [\"python3\", \"app.py\"]".into()));
                     }
                 }
-                Codebase::Path { path, command: raw.command.map(|c| c.into_inner()) }
+                Codebase::Path {
+                    path,
+                    command: raw.command.map(|c| c.into_inner()),
+                }
             }
             (None, None) => {
-                self.problem(span, "codebase", "the codebase names neither builtin nor path",
-                    Some("add builtin = \"foobar\", or path = \"FOLDER\" with command = [...]".into()));
+                self.problem(
+                    span,
+                    "codebase",
+                    "the codebase names neither builtin nor path",
+                    Some(
+                        "add builtin = \"foobar\", or path = \"FOLDER\" with command = [...]"
+                            .into(),
+                    ),
+                );
                 Codebase::Builtin("foobar".into())
             }
         }
     }
 
-    fn address(&mut self, raw: Option<Spanned<String>>, table_span: Range<usize>, key: &str, owner: &str, seen: &mut HashMap<IpAddr, String>) -> Option<IpAddr> {
+    fn address(
+        &mut self,
+        raw: Option<Spanned<String>>,
+        table_span: Range<usize>,
+        key: &str,
+        owner: &str,
+        seen: &mut HashMap<IpAddr, String>,
+    ) -> Option<IpAddr> {
         let Some(raw) = raw else {
-            self.problem(table_span, key, "missing key",
-                Some("add address = \"127.10.0.N\" (a loopback address of its own)".into()));
+            self.problem(
+                table_span,
+                key,
+                "missing key",
+                Some("add address = \"127.10.0.N\" (a loopback address of its own)".into()),
+            );
             return None;
         };
         let Ok(ip) = raw.get_ref().parse::<IpAddr>() else {
-            self.problem(raw.span(), key, format!("{:?} is not an IP address", raw.get_ref()),
-                Some("write an IPv4 or IPv6 address, for example \"127.10.0.11\"".into()));
+            self.problem(
+                raw.span(),
+                key,
+                format!("{:?} is not an IP address", raw.get_ref()),
+                Some("write an IPv4 or IPv6 address, for example \"127.10.0.11\"".into()),
+            );
             return None;
         };
         if ip.is_unspecified() {
-            self.problem(raw.span(), key, format!("{ip} is the wildcard address, not one server's"),
-                Some("give the server an address of its own, for example \"127.10.0.11\"".into()));
+            self.problem(
+                raw.span(),
+                key,
+                format!("{ip} is the wildcard address, not one server's"),
+                Some("give the server an address of its own, for example \"127.10.0.11\"".into()),
+            );
             return None;
         }
         if let Some(other) = seen.get(&ip) {
@@ -259,8 +369,14 @@ impl Validator<'_> {
     fn port(&mut self, raw: Option<Spanned<u16>>, key: &str, default: u16) -> u16 {
         match raw {
             Some(p) if *p.get_ref() == 0 => {
-                self.problem(p.span(), key, "port 0 is not a port a client can reach",
-                    Some(format!("choose a port from 1 to 65535, for example {default}")));
+                self.problem(
+                    p.span(),
+                    key,
+                    "port 0 is not a port a client can reach",
+                    Some(format!(
+                        "choose a port from 1 to 65535, for example {default}"
+                    )),
+                );
                 default
             }
             Some(p) => p.into_inner(),
@@ -268,31 +384,66 @@ impl Validator<'_> {
         }
     }
 
-    fn dns(&mut self, raw: Option<Spanned<RawDns>>, facts: &BTreeMap<String, ServerFacts>, fips: &[String], seen: &mut HashMap<IpAddr, String>) -> Dns {
-        let empty = Dns { address: IpAddr::from([127, 0, 0, 1]), port: DEFAULT_DNS_PORT, records: Vec::new() };
+    fn dns(
+        &mut self,
+        raw: Option<Spanned<RawDns>>,
+        facts: &BTreeMap<String, ServerFacts>,
+        fips: &[String],
+        seen: &mut HashMap<IpAddr, String>,
+    ) -> Dns {
+        let empty = Dns {
+            address: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_DNS_PORT,
+            records: Vec::new(),
+        };
         let Some(raw) = raw else {
-            self.problem(0..0, "dns", "the design has no [dns] table",
-                Some("add [dns] with an address and [dns.records] www = [\"SERVER\"]".into()));
+            self.problem(
+                0..0,
+                "dns",
+                "the design has no [dns] table",
+                Some("add [dns] with an address and [dns.records] www = [\"SERVER\"]".into()),
+            );
             return empty;
         };
         let span = raw.span();
         let raw = raw.into_inner();
-        let address = self.address(raw.address, span.clone(), "dns.address", "the DNS server", seen);
+        let address = self.address(
+            raw.address,
+            span.clone(),
+            "dns.address",
+            "the DNS server",
+            seen,
+        );
         let port = self.port(raw.port, "dns.port", DEFAULT_DNS_PORT);
         if raw.records.is_empty() {
-            self.problem(span.clone(), "dns.records", "the zone has no records",
-                Some("add [dns.records] www = [\"SERVER\"] so that www resolves".into()));
+            self.problem(
+                span.clone(),
+                "dns.records",
+                "the zone has no records",
+                Some("add [dns.records] www = [\"SERVER\"] so that www resolves".into()),
+            );
         }
         let mut records = Vec::new();
         for (name, targets) in raw.records {
             let key = format!("dns.records.{}", name.get_ref());
             if name.get_ref() != "@" && !is_label(name.get_ref()) {
-                self.problem(name.span(), &key, format!("{:?} is not a DNS label", name.get_ref()),
-                    Some("use letters, digits and '-' (for example www), or @ for the domain itself".into()));
+                self.problem(
+                    name.span(),
+                    &key,
+                    format!("{:?} is not a DNS label", name.get_ref()),
+                    Some(
+                        "use letters, digits and '-' (for example www), or @ for the domain itself"
+                            .into(),
+                    ),
+                );
             }
             if targets.get_ref().is_empty() {
-                self.problem(targets.span(), &key, "the record points nowhere",
-                    Some("list at least one server, floating IP or address".into()));
+                self.problem(
+                    targets.span(),
+                    &key,
+                    "the record points nowhere",
+                    Some("list at least one server, floating IP or address".into()),
+                );
             }
             let mut resolved = Vec::new();
             for t in targets.into_inner() {
@@ -308,16 +459,35 @@ impl Validator<'_> {
                 } else if fips.contains(name_ref) {
                     resolved.push(RecordTarget::FloatingIp(name_ref.clone()));
                 } else {
-                    self.problem(t.span(), &key, format!("unknown target {name_ref:?}"),
-                        Some(known("servers", facts.keys()) + &known("; floating IPs", fips.iter())));
+                    self.problem(
+                        t.span(),
+                        &key,
+                        format!("unknown target {name_ref:?}"),
+                        Some(
+                            known("servers", facts.keys()) + &known("; floating IPs", fips.iter()),
+                        ),
+                    );
                 }
             }
-            records.push(ARecord { name: name.into_inner(), targets: resolved });
+            records.push(ARecord {
+                name: name.into_inner(),
+                targets: resolved,
+            });
         }
-        Dns { address: address.unwrap_or(empty.address), port, records }
+        Dns {
+            address: address.unwrap_or(empty.address),
+            port,
+            records,
+        }
     }
 
-    fn server(&mut self, name: Spanned<String>, raw: Spanned<RawServer>, facts: &BTreeMap<String, ServerFacts>, seen: &mut HashMap<IpAddr, String>) -> Option<Server> {
+    fn server(
+        &mut self,
+        name: Spanned<String>,
+        raw: Spanned<RawServer>,
+        facts: &BTreeMap<String, ServerFacts>,
+        seen: &mut HashMap<IpAddr, String>,
+    ) -> Option<Server> {
         let span = raw.span();
         let raw = raw.into_inner();
         let sname = name.get_ref().clone();
@@ -326,8 +496,18 @@ impl Validator<'_> {
             self.problem(name.span(), &prefix, format!("{sname:?} cannot be a server name"),
                 Some(format!("use 1 to 32 lowercase letters, digits and '-', starting with a letter; {DNS_PROCESS_NAME:?} is taken by the DNS server")));
         }
-        let address = self.address(raw.address, span.clone(), &format!("{prefix}.address"), &format!("server {sname}"), seen);
-        if raw.load_balancer.is_none() && raw.web.is_none() && raw.app.is_none() && raw.database.is_none() {
+        let address = self.address(
+            raw.address,
+            span.clone(),
+            &format!("{prefix}.address"),
+            &format!("server {sname}"),
+            seen,
+        );
+        if raw.load_balancer.is_none()
+            && raw.web.is_none()
+            && raw.app.is_none()
+            && raw.database.is_none()
+        {
             self.problem(span.clone(), &prefix, "the server runs no load balancer, web server, app server or database",
                 Some("add a [servers.NAME.web], .app, .database or .load_balancer table, or remove the server".into()));
         }
@@ -534,78 +714,144 @@ impl Validator<'_> {
                 (None | Some("primary"), None) => DatabaseRole::Primary,
                 (None | Some("replica"), Some(of)) => {
                     match facts.get(of.get_ref()).map(|f| &f.database_role) {
-                        None => self.problem(of.span(), format!("{key}.replica_of"), format!("unknown server {:?}", of.get_ref()),
-                            Some(known("servers", facts.keys()))),
-                        Some(None) => self.problem(of.span(), format!("{key}.replica_of"), format!("server {:?} runs no database", of.get_ref()),
-                            Some("name the server that runs the primary database".into())),
-                        Some(Some(Some(_))) => self.problem(of.span(), format!("{key}.replica_of"), format!("server {:?} is itself a replica", of.get_ref()),
-                            Some("replicate from the primary".into())),
-                        Some(Some(None)) if of.get_ref() == &sname => self.problem(of.span(), format!("{key}.replica_of"), "a database cannot replicate from itself",
-                            Some("name the server that runs the primary".into())),
+                        None => self.problem(
+                            of.span(),
+                            format!("{key}.replica_of"),
+                            format!("unknown server {:?}", of.get_ref()),
+                            Some(known("servers", facts.keys())),
+                        ),
+                        Some(None) => self.problem(
+                            of.span(),
+                            format!("{key}.replica_of"),
+                            format!("server {:?} runs no database", of.get_ref()),
+                            Some("name the server that runs the primary database".into()),
+                        ),
+                        Some(Some(Some(_))) => self.problem(
+                            of.span(),
+                            format!("{key}.replica_of"),
+                            format!("server {:?} is itself a replica", of.get_ref()),
+                            Some("replicate from the primary".into()),
+                        ),
+                        Some(Some(None)) if of.get_ref() == &sname => self.problem(
+                            of.span(),
+                            format!("{key}.replica_of"),
+                            "a database cannot replicate from itself",
+                            Some("name the server that runs the primary".into()),
+                        ),
                         Some(Some(None)) => {}
                     }
-                    DatabaseRole::Replica { of: of.get_ref().clone() }
+                    DatabaseRole::Replica {
+                        of: of.get_ref().clone(),
+                    }
                 }
                 (Some("primary"), Some(of)) => {
-                    self.problem(of.span(), format!("{key}.replica_of"), "a primary replicates from no one",
-                        Some("remove replica_of, or set role = \"replica\"".into()));
+                    self.problem(
+                        of.span(),
+                        format!("{key}.replica_of"),
+                        "a primary replicates from no one",
+                        Some("remove replica_of, or set role = \"replica\"".into()),
+                    );
                     DatabaseRole::Primary
                 }
                 (Some("replica"), None) => {
-                    self.problem(dspan.clone(), format!("{key}.replica_of"), "a replica needs a primary to replicate from",
-                        Some("add replica_of = \"SERVER\" naming the primary".into()));
+                    self.problem(
+                        dspan.clone(),
+                        format!("{key}.replica_of"),
+                        "a replica needs a primary to replicate from",
+                        Some("add replica_of = \"SERVER\" naming the primary".into()),
+                    );
                     DatabaseRole::Primary
                 }
                 (Some(other), _) => {
                     let r = d.role.as_ref().unwrap();
-                    self.problem(r.span(), format!("{key}.role"), format!("unknown role {other:?}"),
-                        Some("role is \"primary\" or \"replica\"".into()));
+                    self.problem(
+                        r.span(),
+                        format!("{key}.role"),
+                        format!("unknown role {other:?}"),
+                        Some("role is \"primary\" or \"replica\"".into()),
+                    );
                     DatabaseRole::Primary
                 }
             };
             let semi_sync_timeout = match &d.semi_sync_timeout_ms {
                 Some(t) if *t.get_ref() == 0 => {
-                    self.problem(t.span(), format!("{key}.semi_sync_timeout_ms"), "0 would never wait for a replica",
-                        Some("give the wait in milliseconds, for example 1000".into()));
+                    self.problem(
+                        t.span(),
+                        format!("{key}.semi_sync_timeout_ms"),
+                        "0 would never wait for a replica",
+                        Some("give the wait in milliseconds, for example 1000".into()),
+                    );
                     std::time::Duration::from_millis(1000)
                 }
                 Some(t) => std::time::Duration::from_millis(*t.get_ref()),
                 None => std::time::Duration::from_millis(1000),
             };
             if let (Some(t), DatabaseRole::Replica { .. }) = (&d.semi_sync_timeout_ms, &role) {
-                self.problem(t.span(), format!("{key}.semi_sync_timeout_ms"), "a replica does not wait for acknowledgements; the primary does",
-                    Some("set semi_sync_timeout_ms on the primary's database".into()));
+                self.problem(
+                    t.span(),
+                    format!("{key}.semi_sync_timeout_ms"),
+                    "a replica does not wait for acknowledgements; the primary does",
+                    Some("set semi_sync_timeout_ms on the primary's database".into()),
+                );
             }
             if role == DatabaseRole::Primary {
                 self.primaries.push((sname.clone(), dspan.clone()));
             }
-            Database { port: self.port(d.port, &format!("{key}.port"), DEFAULT_DATABASE_PORT), role, semi_sync_timeout }
+            Database {
+                port: self.port(d.port, &format!("{key}.port"), DEFAULT_DATABASE_PORT),
+                role,
+                semi_sync_timeout,
+            }
         });
 
-        let firewall = raw.firewall.map(|f| Firewall { allow: f.into_inner().allow.into_iter().map(|a| a.into_inner()).collect() });
+        let firewall = raw.firewall.map(|f| Firewall {
+            allow: f
+                .into_inner()
+                .allow
+                .into_iter()
+                .map(|a| a.into_inner())
+                .collect(),
+        });
         let monitoring = raw.monitoring.map(|m| {
             let mspan = m.span();
             let m = m.into_inner();
             let key = format!("{prefix}.monitoring.port");
             take_port(&m.port, key.clone(), &mspan);
-            Monitoring { port: self.port(m.port, &key, DEFAULT_MONITORING_PORT) }
+            Monitoring {
+                port: self.port(m.port, &key, DEFAULT_MONITORING_PORT),
+            }
         });
 
         // Ports: two listeners of one server cannot share a port. A port left out takes
         // its default, which is what the clash check must compare.
-        let defaults = [("load_balancer.port", DEFAULT_HTTP_PORT), ("load_balancer.tls.port", DEFAULT_TLS_PORT), ("load_balancer.stats_port", DEFAULT_STATS_PORT),
-            ("web.port", DEFAULT_HTTP_PORT), ("web.tls.port", DEFAULT_TLS_PORT), ("app.port", DEFAULT_APP_PORT),
-            ("database.port", DEFAULT_DATABASE_PORT), ("monitoring.port", DEFAULT_MONITORING_PORT)];
+        let defaults = [
+            ("load_balancer.port", DEFAULT_HTTP_PORT),
+            ("load_balancer.tls.port", DEFAULT_TLS_PORT),
+            ("load_balancer.stats_port", DEFAULT_STATS_PORT),
+            ("web.port", DEFAULT_HTTP_PORT),
+            ("web.tls.port", DEFAULT_TLS_PORT),
+            ("app.port", DEFAULT_APP_PORT),
+            ("database.port", DEFAULT_DATABASE_PORT),
+            ("monitoring.port", DEFAULT_MONITORING_PORT),
+        ];
         let mut by_port: HashMap<u16, String> = HashMap::new();
         for (port, key, span) in ports {
             let port = if port == 0 {
-                defaults.iter().find(|(suffix, _)| key.ends_with(suffix)).map(|(_, d)| *d).unwrap_or(0)
+                defaults
+                    .iter()
+                    .find(|(suffix, _)| key.ends_with(suffix))
+                    .map(|(_, d)| *d)
+                    .unwrap_or(0)
             } else {
                 port
             };
             if let Some(first) = by_port.get(&port) {
-                self.problem(span, &key, format!("port {port} is already taken on this server by {first}"),
-                    Some("give each component of a server a port of its own".into()));
+                self.problem(
+                    span,
+                    &key,
+                    format!("port {port} is already taken on this server by {first}"),
+                    Some("give each component of a server a port of its own".into()),
+                );
             } else {
                 by_port.insert(port, key);
             }
@@ -625,11 +871,23 @@ impl Validator<'_> {
 
     fn health_check(&mut self, raw: Option<Spanned<RawHealthCheck>>, lb_key: &str) -> HealthCheck {
         let key = format!("{lb_key}.health_check");
-        let raw = raw.map(|r| r.into_inner()).unwrap_or(RawHealthCheck { interval_ms: None, timeout_ms: None, rise: None, fall: None, path: None, expect_status: None });
+        let raw = raw.map(|r| r.into_inner()).unwrap_or(RawHealthCheck {
+            interval_ms: None,
+            timeout_ms: None,
+            rise: None,
+            fall: None,
+            path: None,
+            expect_status: None,
+        });
         let mut positive = |v: &Option<Spanned<u64>>, name: &str, default: u64| -> u64 {
             match v {
                 Some(x) if *x.get_ref() == 0 => {
-                    self.problem(x.span(), format!("{key}.{name}"), format!("{name} must be above 0"), Some(format!("the default is {default}")));
+                    self.problem(
+                        x.span(),
+                        format!("{key}.{name}"),
+                        format!("{name} must be above 0"),
+                        Some(format!("the default is {default}")),
+                    );
                     default
                 }
                 Some(x) => *x.get_ref(),
@@ -641,7 +899,12 @@ impl Validator<'_> {
         let mut count = |v: &Option<Spanned<u32>>, name: &str, default: u32| -> u32 {
             match v {
                 Some(x) if *x.get_ref() == 0 => {
-                    self.problem(x.span(), format!("{key}.{name}"), format!("{name} must be at least 1"), Some(format!("the default is {default}")));
+                    self.problem(
+                        x.span(),
+                        format!("{key}.{name}"),
+                        format!("{name} must be at least 1"),
+                        Some(format!("the default is {default}")),
+                    );
                     default
                 }
                 Some(x) => *x.get_ref(),
@@ -652,7 +915,12 @@ impl Validator<'_> {
         let fall = count(&raw.fall, "fall", 3);
         let path = match raw.path {
             Some(p) if !p.get_ref().starts_with('/') => {
-                self.problem(p.span(), format!("{key}.path"), format!("{:?} is not an absolute path", p.get_ref()), Some("start the path with '/'".into()));
+                self.problem(
+                    p.span(),
+                    format!("{key}.path"),
+                    format!("{:?} is not an absolute path", p.get_ref()),
+                    Some("start the path with '/'".into()),
+                );
                 DEFAULT_CHECK_PATH.to_string()
             }
             Some(p) => p.into_inner(),
@@ -660,7 +928,12 @@ impl Validator<'_> {
         };
         let expect_status = match raw.expect_status {
             Some(s) if !(100..=599).contains(s.get_ref()) => {
-                self.problem(s.span(), format!("{key}.expect_status"), format!("{} is not an HTTP status", s.get_ref()), Some("use a status from 100 to 599".into()));
+                self.problem(
+                    s.span(),
+                    format!("{key}.expect_status"),
+                    format!("{} is not an HTTP status", s.get_ref()),
+                    Some("use a status from 100 to 599".into()),
+                );
                 200
             }
             Some(s) => s.into_inner(),
@@ -677,14 +950,35 @@ impl Validator<'_> {
     }
 
     /// Checks a list of server names, each of which must run a given component.
-    fn references(&mut self, names: &[Spanned<String>], key: &str, facts: &BTreeMap<String, ServerFacts>, has: impl Fn(&ServerFacts) -> bool, lacks: &str) -> Vec<String> {
+    fn references(
+        &mut self,
+        names: &[Spanned<String>],
+        key: &str,
+        facts: &BTreeMap<String, ServerFacts>,
+        has: impl Fn(&ServerFacts) -> bool,
+        lacks: &str,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         for n in names {
             match facts.get(n.get_ref()) {
-                None => self.problem(n.span(), key, format!("unknown server {:?}", n.get_ref()), Some(known("servers", facts.keys()))),
-                Some(f) if !has(f) => self.problem(n.span(), key, format!("server {:?} {lacks}", n.get_ref()), None),
-                Some(_) if out.contains(n.get_ref()) => self.problem(n.span(), key, format!("server {:?} is listed twice", n.get_ref()),
-                    Some("list each server once".into())),
+                None => self.problem(
+                    n.span(),
+                    key,
+                    format!("unknown server {:?}", n.get_ref()),
+                    Some(known("servers", facts.keys())),
+                ),
+                Some(f) if !has(f) => self.problem(
+                    n.span(),
+                    key,
+                    format!("server {:?} {lacks}", n.get_ref()),
+                    None,
+                ),
+                Some(_) if out.contains(n.get_ref()) => self.problem(
+                    n.span(),
+                    key,
+                    format!("server {:?} is listed twice", n.get_ref()),
+                    Some("list each server once".into()),
+                ),
                 Some(_) => out.push(n.get_ref().clone()),
             }
         }
@@ -697,8 +991,14 @@ impl Validator<'_> {
         if self.primaries.len() > 1 {
             let first = self.primaries[0].0.clone();
             for (name, span) in self.primaries.split_off(1) {
-                self.problem(span, format!("servers.{name}.database"), format!("a second primary database (the first is on {first})"),
-                    Some(format!("make it a replica: role = \"replica\", replica_of = \"{first}\"")));
+                self.problem(
+                    span,
+                    format!("servers.{name}.database"),
+                    format!("a second primary database (the first is on {first})"),
+                    Some(format!(
+                        "make it a replica: role = \"replica\", replica_of = \"{first}\""
+                    )),
+                );
             }
         }
         let app_servers = servers.iter().filter(|s| s.app.is_some()).count();
@@ -711,17 +1011,46 @@ impl Validator<'_> {
         }
     }
 
-    fn floating_ip(&mut self, name: Spanned<String>, raw: Spanned<RawFloatingIp>, facts: &BTreeMap<String, ServerFacts>, seen: &mut HashMap<IpAddr, String>) -> Option<FloatingIp> {
+    fn floating_ip(
+        &mut self,
+        name: Spanned<String>,
+        raw: Spanned<RawFloatingIp>,
+        facts: &BTreeMap<String, ServerFacts>,
+        seen: &mut HashMap<IpAddr, String>,
+    ) -> Option<FloatingIp> {
         let span = raw.span();
         let raw = raw.into_inner();
         let key = format!("floating_ips.{}", name.get_ref());
-        let address = self.address(raw.address, span.clone(), &format!("{key}.address"), &format!("floating IP {}", name.get_ref()), seen);
+        let address = self.address(
+            raw.address,
+            span.clone(),
+            &format!("{key}.address"),
+            &format!("floating IP {}", name.get_ref()),
+            seen,
+        );
         if raw.servers.len() < 2 {
-            self.problem(span, format!("{key}.servers"), "a floating IP needs at least two load balancers to move between",
-                Some("list the active and the passive load balancer: servers = [\"lb1\", \"lb2\"]".into()));
+            self.problem(
+                span,
+                format!("{key}.servers"),
+                "a floating IP needs at least two load balancers to move between",
+                Some(
+                    "list the active and the passive load balancer: servers = [\"lb1\", \"lb2\"]"
+                        .into(),
+                ),
+            );
         }
-        let servers = self.references(&raw.servers, &format!("{key}.servers"), facts, |f| f.has_lb, "runs no load balancer to hold the address");
-        Some(FloatingIp { name: name.into_inner(), address: address?, servers })
+        let servers = self.references(
+            &raw.servers,
+            &format!("{key}.servers"),
+            facts,
+            |f| f.has_lb,
+            "runs no load balancer to hold the address",
+        );
+        Some(FloatingIp {
+            name: name.into_inner(),
+            address: address?,
+            servers,
+        })
     }
 }
 
@@ -738,7 +1067,8 @@ fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_label(s: &str) -> bool {

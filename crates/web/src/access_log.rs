@@ -31,7 +31,9 @@ pub struct Entry<'a> {
 impl AccessLog {
     pub fn open(path: Option<&Path>) -> std::io::Result<AccessLog> {
         let file = match path {
-            Some(p) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(p)?)),
+            Some(p) => Some(Mutex::new(
+                OpenOptions::new().create(true).append(true).open(p)?,
+            )),
             None => None,
         };
         Ok(AccessLog { file })
@@ -77,7 +79,10 @@ fn escape(s: &str) -> String {
 
 /// `25/Nov/2026:21:48:52 +0000`, the time format of the common log format, in UTC.
 pub fn clf_time(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Howard Hinnant's days-to-civil algorithm.
     let z = days + 719468;
@@ -89,7 +94,9 @@ pub fn clf_time(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
         MONTHS[(month - 1) as usize],
@@ -106,8 +113,14 @@ mod tests {
     #[test]
     fn clf_time_matches_known_dates() {
         assert_eq!(clf_time(UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
-        assert_eq!(clf_time(UNIX_EPOCH + Duration::from_secs(1_795_643_332)), "25/Nov/2026:21:48:52 +0000");
-        assert_eq!(clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000:00:00:00 +0000");
+        assert_eq!(
+            clf_time(UNIX_EPOCH + Duration::from_secs(1_795_643_332)),
+            "25/Nov/2026:21:48:52 +0000"
+        );
+        assert_eq!(
+            clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "29/Feb/2000:00:00:00 +0000"
+        );
     }
 
     #[test]

@@ -48,9 +48,15 @@ pub struct WebConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error("the web root {root} cannot be used: {source}")]
-    Root { root: PathBuf, source: std::io::Error },
+    Root {
+        root: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the access log {path} cannot be opened: {source}")]
-    AccessLog { path: PathBuf, source: std::io::Error },
+    AccessLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Answered by the web server itself, never proxied: its own health, for probes and load
@@ -66,16 +72,42 @@ struct WebServer {
 }
 
 /// Runs the web server on `listener` until `shutdown` is cancelled.
-pub async fn run(config: WebConfig, listener: Listener, shutdown: CancellationToken) -> Result<(), WebError> {
-    let files = StaticFiles::new(&config.root).map_err(|source| WebError::Root { root: config.root.clone(), source })?;
-    let log = access_log::AccessLog::open(config.access_log.as_deref())
-        .map_err(|source| WebError::AccessLog { path: config.access_log.clone().unwrap_or_default(), source })?;
-    let proxy = proxy::Proxy::new(&config.server_name, config.local_address, config.upstreams.clone(), config.proxy.clone());
-    let server = Arc::new(WebServer { server_name: config.server_name.clone(), files, proxy, log });
-    serve(listener, config.limits.clone(), shutdown, move |req, peer| {
-        let server = server.clone();
-        async move { server.handle(req, peer).await }
-    })
+pub async fn run(
+    config: WebConfig,
+    listener: Listener,
+    shutdown: CancellationToken,
+) -> Result<(), WebError> {
+    let files = StaticFiles::new(&config.root).map_err(|source| WebError::Root {
+        root: config.root.clone(),
+        source,
+    })?;
+    let log = access_log::AccessLog::open(config.access_log.as_deref()).map_err(|source| {
+        WebError::AccessLog {
+            path: config.access_log.clone().unwrap_or_default(),
+            source,
+        }
+    })?;
+    let proxy = proxy::Proxy::new(
+        &config.server_name,
+        config.local_address,
+        config.upstreams.clone(),
+        config.proxy.clone(),
+    );
+    let server = Arc::new(WebServer {
+        server_name: config.server_name.clone(),
+        files,
+        proxy,
+        log,
+    });
+    serve(
+        listener,
+        config.limits.clone(),
+        shutdown,
+        move |req, peer| {
+            let server = server.clone();
+            async move { server.handle(req, peer).await }
+        },
+    )
     .await;
     Ok(())
 }
@@ -85,21 +117,33 @@ impl WebServer {
         let started = Instant::now();
         let request_id = request_id(req.headers().get("x-request-id"));
         let method = req.method().clone();
-        let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| req.uri().to_string());
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| req.uri().to_string());
         let version = format!("{:?}", req.version());
         let referer = header_text(req.headers().get(REFERER));
         let user_agent = header_text(req.headers().get(USER_AGENT));
 
         let mut resp = if req.uri().path() == HEALTH_PATH {
-            text(StatusCode::OK, format!("ok: web server on {}", self.server_name))
+            text(
+                StatusCode::OK,
+                format!("ok: web server on {}", self.server_name),
+            )
         } else {
             match self.files.lookup(req.uri().path()) {
-            Lookup::Rejected(PathRejection::Unsafe(why)) => text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}")),
-            Lookup::File(file) => self.files.respond(&file, req.method(), req.headers()).await,
-            Lookup::NotFound => self.proxy.forward(req, peer, &request_id).await,
+                Lookup::Rejected(PathRejection::Unsafe(why)) => {
+                    text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}"))
+                }
+                Lookup::File(file) => self.files.respond(&file, req.method(), req.headers()).await,
+                Lookup::NotFound => self.proxy.forward(req, peer, &request_id).await,
             }
         };
-        resp.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("request ids are checked"));
+        resp.headers_mut().insert(
+            "x-request-id",
+            HeaderValue::from_str(&request_id).expect("request ids are checked"),
+        );
         self.log.write(&access_log::Entry {
             peer,
             method: method.as_str(),

@@ -61,9 +61,15 @@ mod tests {
     #[test]
     fn plain_paths_become_segments() {
         assert_eq!(safe_segments("/").unwrap(), Vec::<String>::new());
-        assert_eq!(safe_segments("/static/style.css").unwrap(), vec!["static", "style.css"]);
+        assert_eq!(
+            safe_segments("/static/style.css").unwrap(),
+            vec!["static", "style.css"]
+        );
         assert_eq!(safe_segments("/a/./b//c").unwrap(), vec!["a", "b", "c"]);
-        assert_eq!(safe_segments("/hello%20world.txt").unwrap(), vec!["hello world.txt"]);
+        assert_eq!(
+            safe_segments("/hello%20world.txt").unwrap(),
+            vec!["hello world.txt"]
+        );
     }
 
     #[test]

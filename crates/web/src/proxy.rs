@@ -50,7 +50,12 @@ pub struct Proxy {
 
 impl Proxy {
     /// `local` is the server's own address: connections to app servers leave from it.
-    pub fn new(server_name: &str, local: IpAddr, upstreams: Vec<SocketAddr>, settings: ProxySettings) -> Proxy {
+    pub fn new(
+        server_name: &str,
+        local: IpAddr,
+        upstreams: Vec<SocketAddr>,
+        settings: ProxySettings,
+    ) -> Proxy {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(local));
         connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -59,25 +64,57 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(settings.idle_per_upstream)
             .build(connector);
-        Proxy { client, upstreams, next: AtomicUsize::new(0), settings, server_name: server_name.to_string() }
+        Proxy {
+            client,
+            upstreams,
+            next: AtomicUsize::new(0),
+            settings,
+            server_name: server_name.to_string(),
+        }
     }
 
     /// Forwards a request. Upstreams are taken round robin; when a connection to one
     /// cannot be made, the next is tried, since the request never reached an app.
-    pub async fn forward(&self, req: Request<Incoming>, peer: SocketAddr, request_id: &str) -> Response<Body> {
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> Response<Body> {
         if self.upstreams.is_empty() {
             return text(StatusCode::NOT_FOUND, "404 Not Found");
         }
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.settings.max_body_bytes).collect().await {
+        let body = match Limited::new(body, self.settings.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return text(StatusCode::PAYLOAD_TOO_LARGE, format!("413 Payload Too Large: request bodies are limited to {} bytes", self.settings.max_body_bytes));
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "413 Payload Too Large: request bodies are limited to {} bytes",
+                        self.settings.max_body_bytes
+                    ),
+                );
             }
-            Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request body could not be read"),
+            Err(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "400 Bad Request: the request body could not be read",
+                )
+            }
         };
         let headers = forwarded_headers(&parts.headers, peer, request_id);
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
 
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::new();
@@ -85,14 +122,28 @@ impl Proxy {
             let upstream = self.upstreams[(start + i) % self.upstreams.len()];
             let uri: Uri = match format!("http://{upstream}{path}").parse() {
                 Ok(u) => u,
-                Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the request target is not a valid path"),
+                Err(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "400 Bad Request: the request target is not a valid path",
+                    )
+                }
             };
-            let mut out = Request::builder().method(parts.method.clone()).uri(uri).body(Full::new(body.clone())).expect("parts of a valid request");
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .body(Full::new(body.clone()))
+                .expect("parts of a valid request");
             *out.headers_mut() = headers.clone();
-            match tokio::time::timeout(self.settings.response_timeout, self.client.request(out)).await {
+            match tokio::time::timeout(self.settings.response_timeout, self.client.request(out))
+                .await
+            {
                 Ok(Ok(resp)) => return strip_response(resp),
                 Ok(Err(e)) if e.is_connect() => {
-                    last_error = format!("cannot connect to app server {upstream}: {}", root_cause(&e));
+                    last_error = format!(
+                        "cannot connect to app server {upstream}: {}",
+                        root_cause(&e)
+                    );
                     continue;
                 }
                 Ok(Err(e)) => {
@@ -113,9 +164,12 @@ impl Proxy {
     }
 }
 
-
 fn strip_response(resp: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as webstack_net::http::BoxError).boxed())
+    Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as webstack_net::http::BoxError)
+            .boxed(),
+    )
 }

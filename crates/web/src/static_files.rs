@@ -31,7 +31,9 @@ pub struct StaticFiles {
 
 impl StaticFiles {
     pub fn new(root: &Path) -> std::io::Result<StaticFiles> {
-        Ok(StaticFiles { root: std::fs::canonicalize(root)? })
+        Ok(StaticFiles {
+            root: std::fs::canonicalize(root)?,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -50,19 +52,30 @@ impl StaticFiles {
         }
         match resolve_in_root(&self.root, &segments) {
             Some(p) if p.is_file() => Lookup::File(p),
-            Some(p) if p.is_dir() => match resolve_in_root(&self.root, &[segments, vec!["index.html".into()]].concat()) {
-                Some(index) if index.is_file() => Lookup::File(index),
-                _ => Lookup::NotFound,
-            },
+            Some(p) if p.is_dir() => {
+                match resolve_in_root(&self.root, &[segments, vec!["index.html".into()]].concat()) {
+                    Some(index) if index.is_file() => Lookup::File(index),
+                    _ => Lookup::NotFound,
+                }
+            }
             _ => Lookup::NotFound,
         }
     }
 
     /// The response for a file found by `lookup`.
-    pub async fn respond(&self, file: &Path, method: &Method, headers: &HeaderMap) -> Response<Body> {
+    pub async fn respond(
+        &self,
+        file: &Path,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
         if method != Method::GET && method != Method::HEAD {
-            let mut r = webstack_net::http::text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed: static files take GET and HEAD");
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            let mut r = webstack_net::http::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed: static files take GET and HEAD",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
         let meta = match tokio::fs::metadata(file).await {
@@ -71,7 +84,10 @@ impl StaticFiles {
         };
         let len = meta.len();
         let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-        let mtime_secs = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mtime_secs = mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let etag = format!("\"{mtime_secs:x}-{len:x}\"");
         let ctype = content_type(file);
 
@@ -85,7 +101,11 @@ impl StaticFiles {
         }
 
         if not_modified(headers, &etag, mtime_secs) {
-            return builder.status(StatusCode::NOT_MODIFIED).header(header::ETAG, &etag).body(full(Vec::new())).unwrap();
+            return builder
+                .status(StatusCode::NOT_MODIFIED)
+                .header(header::ETAG, &etag)
+                .body(full(Vec::new()))
+                .unwrap();
         }
 
         let range = headers
@@ -102,10 +122,17 @@ impl StaticFiles {
                     .unwrap();
             }
             Some(RangeRequest::Satisfiable(start, end)) => {
-                let bytes = if method == Method::HEAD { Vec::new() } else {
+                let bytes = if method == Method::HEAD {
+                    Vec::new()
+                } else {
                     match read_range(file, start, end).await {
                         Ok(b) => b,
-                        Err(_) => return webstack_net::http::text(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error: the file could not be read"),
+                        Err(_) => {
+                            return webstack_net::http::text(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "500 Internal Server Error: the file could not be read",
+                            )
+                        }
                     }
                 };
                 return builder
@@ -123,7 +150,12 @@ impl StaticFiles {
 
         let content = match tokio::fs::read(file).await {
             Ok(c) => c,
-            Err(_) => return webstack_net::http::text(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error: the file could not be read"),
+            Err(_) => {
+                return webstack_net::http::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error: the file could not be read",
+                )
+            }
         };
         let (content, etag) = if gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -135,18 +167,32 @@ impl StaticFiles {
             (content, etag)
         };
         let length = content.len();
-        let body = if method == Method::HEAD { Vec::new() } else { content };
-        builder.status(StatusCode::OK).header(header::ETAG, etag).header(header::CONTENT_LENGTH, length).body(full(body)).unwrap()
+        let body = if method == Method::HEAD {
+            Vec::new()
+        } else {
+            content
+        };
+        builder
+            .status(StatusCode::OK)
+            .header(header::ETAG, etag)
+            .header(header::CONTENT_LENGTH, length)
+            .body(full(body))
+            .unwrap()
     }
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let mut parts = item.split(';');
-        let coding = parts.next().unwrap_or("").trim();
-        let q_zero = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
-    })
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
 }
 
 fn strip_weak(tag: &str) -> &str {
@@ -155,12 +201,21 @@ fn strip_weak(tag: &str) -> &str {
 
 /// If-None-Match wins over If-Modified-Since when both are sent (RFC 9110 13.2.2).
 fn not_modified(headers: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         return inm.trim() == "*" || inm.split(',').any(|t| strip_weak(t) == etag);
     }
-    if let Some(ims) = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) {
+    if let Some(ims) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Ok(since) = httpdate::parse_http_date(ims) {
-            let since = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let since = since
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             return mtime_secs <= since;
         }
     }
@@ -185,11 +240,15 @@ pub enum RangeRequest {
 
 /// Parses a single `bytes=` range against a file of `len` bytes.
 pub fn parse_range(value: &str, len: u64) -> RangeRequest {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Ignored };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignored;
+    };
     if spec.contains(',') {
         return RangeRequest::Ignored;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return RangeRequest::Ignored };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Ignored;
+    };
     let (first, last) = (first.trim(), last.trim());
     let parsed = match (first.is_empty(), last.is_empty()) {
         (true, true) => return RangeRequest::Ignored,
@@ -199,8 +258,12 @@ pub fn parse_range(value: &str, len: u64) -> RangeRequest {
             Err(_) => return RangeRequest::Ignored,
         },
         (false, _) => {
-            let Ok(start) = first.parse::<u64>() else { return RangeRequest::Ignored };
-            let end = if last.is_empty() { len.saturating_sub(1) } else {
+            let Ok(start) = first.parse::<u64>() else {
+                return RangeRequest::Ignored;
+            };
+            let end = if last.is_empty() {
+                len.saturating_sub(1)
+            } else {
                 match last.parse::<u64>() {
                     Ok(e) if e >= start => e.min(len.saturating_sub(1)),
                     _ => return RangeRequest::Ignored,
@@ -231,10 +294,22 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), RangeRequest::Satisfiable(0, 9));
-        assert_eq!(parse_range("bytes=90-", 100), RangeRequest::Satisfiable(90, 99));
-        assert_eq!(parse_range("bytes=-10", 100), RangeRequest::Satisfiable(90, 99));
-        assert_eq!(parse_range("bytes=50-500", 100), RangeRequest::Satisfiable(50, 99));
+        assert_eq!(
+            parse_range("bytes=0-9", 100),
+            RangeRequest::Satisfiable(0, 9)
+        );
+        assert_eq!(
+            parse_range("bytes=90-", 100),
+            RangeRequest::Satisfiable(90, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            RangeRequest::Satisfiable(90, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=50-500", 100),
+            RangeRequest::Satisfiable(50, 99)
+        );
         assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Ignored);

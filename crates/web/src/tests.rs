@@ -26,7 +26,12 @@ impl Drop for Running {
     }
 }
 
-fn start_web(root: &Path, upstreams: Vec<SocketAddr>, log: Option<&Path>, proxy: ProxySettings) -> Running {
+fn start_web(
+    root: &Path,
+    upstreams: Vec<SocketAddr>,
+    log: Option<&Path>,
+    proxy: ProxySettings,
+) -> Running {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(async { Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap() });
     let addr = listener.local_addr();
@@ -41,7 +46,11 @@ fn start_web(root: &Path, upstreams: Vec<SocketAddr>, log: Option<&Path>, proxy:
         proxy,
     };
     rt.spawn(run(config, listener, shutdown.clone()));
-    Running { addr, shutdown, _rt: rt }
+    Running {
+        addr,
+        shutdown,
+        _rt: rt,
+    }
 }
 
 /// An upstream that answers with the request's headers as its body, or never answers for
@@ -51,17 +60,30 @@ fn start_echo_upstream() -> Running {
     let listener = rt.block_on(async { Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap() });
     let addr = listener.local_addr();
     let shutdown = CancellationToken::new();
-    rt.spawn(serve(listener, HttpLimits::default(), shutdown.clone(), |req, _peer| async move {
-        if req.uri().path() == "/hang" {
-            std::future::pending::<()>().await;
-        }
-        let mut body = format!("{} {}\n", req.method(), req.uri());
-        for (n, v) in req.headers() {
-            body.push_str(&format!("{n}: {}\n", v.to_str().unwrap_or("?")));
-        }
-        Response::builder().header("connection", "keep-alive, x-secret").header("x-secret", "hop").body(full(body)).unwrap()
-    }));
-    Running { addr, shutdown, _rt: rt }
+    rt.spawn(serve(
+        listener,
+        HttpLimits::default(),
+        shutdown.clone(),
+        |req, _peer| async move {
+            if req.uri().path() == "/hang" {
+                std::future::pending::<()>().await;
+            }
+            let mut body = format!("{} {}\n", req.method(), req.uri());
+            for (n, v) in req.headers() {
+                body.push_str(&format!("{n}: {}\n", v.to_str().unwrap_or("?")));
+            }
+            Response::builder()
+                .header("connection", "keep-alive, x-secret")
+                .header("x-secret", "hop")
+                .body(full(body))
+                .unwrap()
+        },
+    ));
+    Running {
+        addr,
+        shutdown,
+        _rt: rt,
+    }
 }
 
 struct Site {
@@ -74,13 +96,18 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("public");
         std::fs::create_dir_all(root.join("static")).unwrap();
-        std::fs::write(root.join("static/style.css"), "body { color: black; }\n".repeat(40)).unwrap();
+        std::fs::write(
+            root.join("static/style.css"),
+            "body { color: black; }\n".repeat(40),
+        )
+        .unwrap();
         std::fs::write(root.join("hello.txt"), "hello, world\n").unwrap();
         std::fs::write(root.join(".env"), "SECRET=1\n").unwrap();
         std::fs::create_dir_all(root.join("docs")).unwrap();
         std::fs::write(root.join("docs/index.html"), "<h1>docs</h1>\n").unwrap();
         std::fs::write(dir.path().join("canary.txt"), "CANARY-OUTSIDE-ROOT\n").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("canary.txt"), root.join("link-out.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("canary.txt"), root.join("link-out.txt"))
+            .unwrap();
         std::os::unix::fs::symlink(dir.path(), root.join("dir-out")).unwrap();
         Site { dir }
     }
@@ -102,10 +129,24 @@ fn static_file_with_type_validators_and_304() {
     let last_modified = r.header("last-modified").unwrap().to_string();
     assert!(r.header("x-request-id").is_some());
 
-    let again = request(web.addr, "GET", "h", "/hello.txt", &[("If-None-Match", &etag)], b"");
+    let again = request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[("If-None-Match", &etag)],
+        b"",
+    );
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
-    let since = request(web.addr, "GET", "h", "/hello.txt", &[("If-Modified-Since", &last_modified)], b"");
+    let since = request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[("If-Modified-Since", &last_modified)],
+        b"",
+    );
     assert_eq!(since.status, 304);
     let head = request(web.addr, "HEAD", "h", "/hello.txt", &[], b"");
     assert_eq!((head.status, head.body.len()), (200, 0));
@@ -116,13 +157,34 @@ fn static_file_with_type_validators_and_304() {
 fn byte_ranges() {
     let site = Site::new();
     let web = start_web(&site.root(), vec![], None, ProxySettings::default());
-    let r = request(web.addr, "GET", "h", "/hello.txt", &[("Range", "bytes=0-4")], b"");
+    let r = request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[("Range", "bytes=0-4")],
+        b"",
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.text(), "hello");
     assert_eq!(r.header("content-range"), Some("bytes 0-4/13"));
-    let tail = request(web.addr, "GET", "h", "/hello.txt", &[("Range", "bytes=-6")], b"");
+    let tail = request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[("Range", "bytes=-6")],
+        b"",
+    );
     assert_eq!(tail.text(), "world\n");
-    let bad = request(web.addr, "GET", "h", "/hello.txt", &[("Range", "bytes=100-")], b"");
+    let bad = request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[("Range", "bytes=100-")],
+        b"",
+    );
     assert_eq!(bad.status, 416);
     assert_eq!(bad.header("content-range"), Some("bytes */13"));
 }
@@ -131,14 +193,30 @@ fn byte_ranges() {
 fn gzip_for_text_when_asked() {
     let site = Site::new();
     let web = start_web(&site.root(), vec![], None, ProxySettings::default());
-    let r = request(web.addr, "GET", "h", "/static/style.css", &[("Accept-Encoding", "gzip, br")], b"");
+    let r = request(
+        web.addr,
+        "GET",
+        "h",
+        "/static/style.css",
+        &[("Accept-Encoding", "gzip, br")],
+        b"",
+    );
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert!(r.header("etag").unwrap().starts_with("W/"));
     let mut plain = String::new();
     use std::io::Read;
-    flate2::read::GzDecoder::new(&r.body[..]).read_to_string(&mut plain).unwrap();
+    flate2::read::GzDecoder::new(&r.body[..])
+        .read_to_string(&mut plain)
+        .unwrap();
     assert_eq!(plain, "body { color: black; }\n".repeat(40));
-    let refused = request(web.addr, "GET", "h", "/static/style.css", &[("Accept-Encoding", "gzip;q=0")], b"");
+    let refused = request(
+        web.addr,
+        "GET",
+        "h",
+        "/static/style.css",
+        &[("Accept-Encoding", "gzip;q=0")],
+        b"",
+    );
     assert_eq!(refused.header("content-encoding"), None);
 }
 
@@ -146,7 +224,12 @@ fn gzip_for_text_when_asked() {
 fn path_traversal_never_serves_the_canary() {
     let site = Site::new();
     let upstream = start_echo_upstream();
-    let web = start_web(&site.root(), vec![upstream.addr], None, ProxySettings::default());
+    let web = start_web(
+        &site.root(),
+        vec![upstream.addr],
+        None,
+        ProxySettings::default(),
+    );
     let attempts: &[&[u8]] = &[
         b"GET /../canary.txt HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
         b"GET /static/../../canary.txt HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
@@ -165,10 +248,18 @@ fn path_traversal_never_serves_the_canary() {
     for raw in attempts {
         let r = raw_request(web.addr, raw);
         let shown = String::from_utf8_lossy(raw);
-        assert!(!r.text().contains("CANARY-OUTSIDE-ROOT") && !r.text().contains("SECRET=1"), "{shown} served a file outside the root");
+        assert!(
+            !r.text().contains("CANARY-OUTSIDE-ROOT") && !r.text().contains("SECRET=1"),
+            "{shown} served a file outside the root"
+        );
         // Refused outright, or (for names that are simply not files under the root) handed
         // to the app, which sees a path with no way out either.
-        assert!(r.status == 400 || r.text().starts_with("GET /"), "{shown}: {} {}", r.status, r.text());
+        assert!(
+            r.status == 400 || r.text().starts_with("GET /"),
+            "{shown}: {} {}",
+            r.status,
+            r.text()
+        );
     }
 }
 
@@ -176,18 +267,45 @@ fn path_traversal_never_serves_the_canary() {
 fn proxy_sets_forwarding_headers_and_strips_hop_by_hop() {
     let site = Site::new();
     let upstream = start_echo_upstream();
-    let web = start_web(&site.root(), vec![upstream.addr], None, ProxySettings::default());
-    let r = request(web.addr, "GET", "www.foobar.com", "/api/x?y=1", &[("X-Request-Id", "abc-123"), ("X-Forwarded-For", "10.9.9.9"), ("Connection", "close, x-drop"), ("X-Drop", "1")], b"");
+    let web = start_web(
+        &site.root(),
+        vec![upstream.addr],
+        None,
+        ProxySettings::default(),
+    );
+    let r = request(
+        web.addr,
+        "GET",
+        "www.foobar.com",
+        "/api/x?y=1",
+        &[
+            ("X-Request-Id", "abc-123"),
+            ("X-Forwarded-For", "10.9.9.9"),
+            ("Connection", "close, x-drop"),
+            ("X-Drop", "1"),
+        ],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let echoed = r.text();
     assert!(echoed.starts_with("GET /api/x?y=1"), "{echoed}");
-    assert!(echoed.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"), "{echoed}");
+    assert!(
+        echoed.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"),
+        "{echoed}"
+    );
     assert!(echoed.contains("x-forwarded-proto: http"), "{echoed}");
-    assert!(echoed.contains("x-forwarded-host: www.foobar.com"), "{echoed}");
+    assert!(
+        echoed.contains("x-forwarded-host: www.foobar.com"),
+        "{echoed}"
+    );
     assert!(echoed.contains("x-request-id: abc-123"), "{echoed}");
     assert!(!echoed.contains("x-drop"), "{echoed}");
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
-    assert_eq!(r.header("x-secret"), None, "a header the upstream listed in Connection was forwarded");
+    assert_eq!(
+        r.header("x-secret"),
+        None,
+        "a header the upstream listed in Connection was forwarded"
+    );
 
     let fresh = get(web.addr, "h", "/other");
     assert_eq!(fresh.header("x-request-id").map(str::len), Some(32));
@@ -197,8 +315,20 @@ fn proxy_sets_forwarding_headers_and_strips_hop_by_hop() {
 fn post_body_reaches_the_upstream() {
     let site = Site::new();
     let upstream = start_echo_upstream();
-    let web = start_web(&site.root(), vec![upstream.addr], None, ProxySettings::default());
-    let r = request(web.addr, "POST", "h", "/api/messages", &[("Content-Type", "application/json")], b"{\"a\":1}");
+    let web = start_web(
+        &site.root(),
+        vec![upstream.addr],
+        None,
+        ProxySettings::default(),
+    );
+    let r = request(
+        web.addr,
+        "POST",
+        "h",
+        "/api/messages",
+        &[("Content-Type", "application/json")],
+        b"{\"a\":1}",
+    );
     assert!(r.text().contains("content-length: 7"), "{}", r.text());
     let big = vec![b'x'; 2 * 1024 * 1024];
     let too_big = request(web.addr, "POST", "h", "/api/messages", &[], &big);
@@ -215,10 +345,20 @@ fn dead_upstream_is_a_readable_502_and_another_upstream_takes_over() {
     let only_dead = start_web(&site.root(), vec![dead], None, ProxySettings::default());
     let r = get(only_dead.addr, "h", "/api/messages");
     assert_eq!(r.status, 502);
-    assert!(r.text().contains("could not reach any app server") && r.text().contains("retrying later is safe"), "{}", r.text());
+    assert!(
+        r.text().contains("could not reach any app server")
+            && r.text().contains("retrying later is safe"),
+        "{}",
+        r.text()
+    );
 
     let upstream = start_echo_upstream();
-    let mixed = start_web(&site.root(), vec![dead, upstream.addr], None, ProxySettings::default());
+    let mixed = start_web(
+        &site.root(),
+        vec![dead, upstream.addr],
+        None,
+        ProxySettings::default(),
+    );
     for _ in 0..4 {
         assert_eq!(get(mixed.addr, "h", "/api/messages").status, 200);
     }
@@ -228,7 +368,10 @@ fn dead_upstream_is_a_readable_502_and_another_upstream_takes_over() {
 fn slow_upstream_is_a_504() {
     let site = Site::new();
     let upstream = start_echo_upstream();
-    let settings = ProxySettings { response_timeout: Duration::from_millis(300), ..ProxySettings::default() };
+    let settings = ProxySettings {
+        response_timeout: Duration::from_millis(300),
+        ..ProxySettings::default()
+    };
     let web = start_web(&site.root(), vec![upstream.addr], None, settings);
     let r = get(web.addr, "h", "/hang");
     assert_eq!(r.status, 504);
@@ -240,8 +383,18 @@ fn oversized_headers_are_refused() {
     let site = Site::new();
     let web = start_web(&site.root(), vec![], None, ProxySettings::default());
     let huge = "a".repeat(64 * 1024);
-    let r = request(web.addr, "GET", "h", "/hello.txt", &[("X-Huge", &huge)], b"");
-    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.as_u16());
+    let r = request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[("X-Huge", &huge)],
+        b"",
+    );
+    assert_eq!(
+        r.status,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.as_u16()
+    );
 }
 
 #[test]
@@ -249,11 +402,25 @@ fn access_log_is_combined_format() {
     let site = Site::new();
     let log = site.dir.path().join("access.log");
     let web = start_web(&site.root(), vec![], Some(&log), ProxySettings::default());
-    request(web.addr, "GET", "h", "/hello.txt", &[("User-Agent", "curl/8.0"), ("Referer", "http://x/"), ("X-Request-Id", "rid-1")], b"");
+    request(
+        web.addr,
+        "GET",
+        "h",
+        "/hello.txt",
+        &[
+            ("User-Agent", "curl/8.0"),
+            ("Referer", "http://x/"),
+            ("X-Request-Id", "rid-1"),
+        ],
+        b"",
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let line = text.lines().next().unwrap();
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
-    assert!(line.contains("] \"GET /hello.txt HTTP/1.1\" 200 13 \"http://x/\" \"curl/8.0\" \"rid-1\" "), "{line}");
+    assert!(
+        line.contains("] \"GET /hello.txt HTTP/1.1\" 200 13 \"http://x/\" \"curl/8.0\" \"rid-1\" "),
+        "{line}"
+    );
 }
 
 #[test]

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "webstack", version, about = "Run the web-infrastructure whiteboard for real: DNS, web servers, app servers and MySQL, one process per server on its own loopback address.")]
+#[command(
+    name = "webstack",
+    version,
+    about = "Run the web-infrastructure whiteboard for real: DNS, web servers, app servers and MySQL, one process per server on its own loopback address."
+)]
 pub struct Cli {
     /// The state directory (default: $WEBSTACK_STATE_DIR, else ~/.local/state/webstack).
     #[arg(long, global = true, value_name = "DIR")]
@@ -81,15 +85,35 @@ pub enum Commands {
         json: bool,
     },
     /// Kill a server (SIGKILL to its node and everything it runs): the server is lost.
-    Kill { server: String, #[arg(long)] stack: Option<String> },
+    Kill {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
     /// Stop a server gracefully.
-    Stop { server: String, #[arg(long)] stack: Option<String> },
+    Stop {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
     /// Start a stopped or killed server again.
-    Start { server: String, #[arg(long)] stack: Option<String> },
+    Start {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
     /// Freeze a server (SIGSTOP): it keeps its sockets but answers nothing.
-    Pause { server: String, #[arg(long)] stack: Option<String> },
+    Pause {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
     /// Thaw a paused server (SIGCONT).
-    Resume { server: String, #[arg(long)] stack: Option<String> },
+    Resume {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
     /// The database cluster: status, promotion, rebuilding a replaced primary.
     Db {
         #[command(subcommand)]

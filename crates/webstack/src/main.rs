@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     // SAFETY: restoring the default action of a signal before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -41,19 +44,48 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let state_dir = cli.state_dir.clone().unwrap_or_else(webstack_node::default_state_dir);
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .unwrap_or_else(webstack_node::default_state_dir);
     match cli.command {
-        Commands::Up { design, detach, subnet, timeout } => {
-            let subnet = subnet.as_deref().map(orchestrator::parse_subnet).transpose()?;
-            let exe = std::env::current_exe().context("cannot find the webstack binary to start nodes with")?;
-            orchestrator::up(orchestrator::UpOptions { design, subnet, detach, timeout: Duration::from_secs(timeout), state_dir, exe }).await
+        Commands::Up {
+            design,
+            detach,
+            subnet,
+            timeout,
+        } => {
+            let subnet = subnet
+                .as_deref()
+                .map(orchestrator::parse_subnet)
+                .transpose()?;
+            let exe = std::env::current_exe()
+                .context("cannot find the webstack binary to start nodes with")?;
+            orchestrator::up(orchestrator::UpOptions {
+                design,
+                subnet,
+                detach,
+                timeout: Duration::from_secs(timeout),
+                state_dir,
+                exe,
+            })
+            .await
         }
         Commands::Down { stack, purge } => {
             let (layout, record) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
-            let report = tokio::task::spawn_blocking(move || orchestrator::stop_stack(&layout, &record, purge)).await??;
-            println!("Stopped {} server(s).", report.stopped.len() + report.killed.len());
+            let report = tokio::task::spawn_blocking(move || {
+                orchestrator::stop_stack(&layout, &record, purge)
+            })
+            .await??;
+            println!(
+                "Stopped {} server(s).",
+                report.stopped.len() + report.killed.len()
+            );
             if !report.killed.is_empty() {
-                println!("Killed after the grace period: {}", report.killed.join(", "));
+                println!(
+                    "Killed after the grace period: {}",
+                    report.killed.join(", ")
+                );
             }
             Ok(())
         }
@@ -63,27 +95,61 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!("Stack {} ({}), state in {}", status.stack, design.domain, layout.root().display());
+                println!(
+                    "Stack {} ({}), state in {}",
+                    status.stack,
+                    design.domain,
+                    layout.root().display()
+                );
                 print!("{}", orchestrator::render_status(&status));
             }
             Ok(())
         }
-        Commands::Logs { server, stack, follow } => {
+        Commands::Logs {
+            server,
+            stack,
+            follow,
+        } => {
             let layout = orchestrator::select_stack_logs(&state_dir, stack.as_deref())?;
-            tokio::task::spawn_blocking(move || orchestrator::show_logs(&layout, &server, follow, &mut std::io::stdout())).await?
+            tokio::task::spawn_blocking(move || {
+                orchestrator::show_logs(&layout, &server, follow, &mut std::io::stdout())
+            })
+            .await?
         }
-        Commands::Bench { url, stack, connections, duration, requests, method, json } => {
+        Commands::Bench {
+            url,
+            stack,
+            connections,
+            duration,
+            requests,
+            method,
+            json,
+        } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
             let target = orchestrator::resolve_target(&design, url.as_deref()).await?;
             let limit = match (requests, duration) {
                 (Some(n), _) => webstack_bench::Limit::Requests(n),
-                (None, Some(d)) if d.is_finite() && d > 0.0 => webstack_bench::Limit::Duration(Duration::from_secs_f64(d)),
-                (None, Some(d)) => anyhow::bail!("--duration {d} is not a positive number of seconds"),
+                (None, Some(d)) if d.is_finite() && d > 0.0 => {
+                    webstack_bench::Limit::Duration(Duration::from_secs_f64(d))
+                }
+                (None, Some(d)) => {
+                    anyhow::bail!("--duration {d} is not a positive number of seconds")
+                }
                 (None, None) => webstack_bench::Limit::Duration(Duration::from_secs(10)),
             };
             let method = method.to_ascii_uppercase();
-            let body = (method == "POST").then(|| bytes_of(r#"{"author":"bench","message":"hello from webstack bench"}"#));
-            let config = webstack_bench::BenchConfig { target: target.addr, host: target.host, path: target.path, method, body, connections, limit, timeout: Duration::from_secs(30) };
+            let body = (method == "POST")
+                .then(|| bytes_of(r#"{"author":"bench","message":"hello from webstack bench"}"#));
+            let config = webstack_bench::BenchConfig {
+                target: target.addr,
+                host: target.host,
+                path: target.path,
+                method,
+                body,
+                connections,
+                limit,
+                timeout: Duration::from_secs(30),
+            };
             let report = webstack_bench::run(config.clone()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -92,54 +158,138 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Commands::Kill { server, stack } => fault(orchestrator::Fault::Kill, &state_dir, stack.as_deref(), &server).await,
-        Commands::Stop { server, stack } => fault(orchestrator::Fault::Stop, &state_dir, stack.as_deref(), &server).await,
-        Commands::Start { server, stack } => fault(orchestrator::Fault::Start, &state_dir, stack.as_deref(), &server).await,
-        Commands::Pause { server, stack } => fault(orchestrator::Fault::Pause, &state_dir, stack.as_deref(), &server).await,
-        Commands::Resume { server, stack } => fault(orchestrator::Fault::Resume, &state_dir, stack.as_deref(), &server).await,
-        Commands::Db { command: DbCommand::Status { stack } } => {
+        Commands::Kill { server, stack } => {
+            fault(
+                orchestrator::Fault::Kill,
+                &state_dir,
+                stack.as_deref(),
+                &server,
+            )
+            .await
+        }
+        Commands::Stop { server, stack } => {
+            fault(
+                orchestrator::Fault::Stop,
+                &state_dir,
+                stack.as_deref(),
+                &server,
+            )
+            .await
+        }
+        Commands::Start { server, stack } => {
+            fault(
+                orchestrator::Fault::Start,
+                &state_dir,
+                stack.as_deref(),
+                &server,
+            )
+            .await
+        }
+        Commands::Pause { server, stack } => {
+            fault(
+                orchestrator::Fault::Pause,
+                &state_dir,
+                stack.as_deref(),
+                &server,
+            )
+            .await
+        }
+        Commands::Resume { server, stack } => {
+            fault(
+                orchestrator::Fault::Resume,
+                &state_dir,
+                stack.as_deref(),
+                &server,
+            )
+            .await
+        }
+        Commands::Db {
+            command: DbCommand::Status { stack },
+        } => {
             let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
             print!("{}", orchestrator::db::status(&design, &layout).await?);
             Ok(())
         }
-        Commands::Db { command: DbCommand::Promote { server, stack } } => {
+        Commands::Db {
+            command: DbCommand::Promote { server, stack },
+        } => {
             let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
             for line in orchestrator::db::promote(&design, &layout, &server).await? {
                 println!("{line}");
             }
             Ok(())
         }
-        Commands::Db { command: DbCommand::Rebuild { server, stack } } => {
+        Commands::Db {
+            command: DbCommand::Rebuild { server, stack },
+        } => {
             let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
             let exe = std::env::current_exe().context("cannot find the webstack binary")?;
-            for line in orchestrator::db::rebuild(&design, &layout, &state_dir, &exe, &server).await? {
+            for line in
+                orchestrator::db::rebuild(&design, &layout, &state_dir, &exe, &server).await?
+            {
                 println!("{line}");
             }
             Ok(())
         }
-        Commands::Lb { command: LbCommand::Status { stack, lb } } => {
+        Commands::Lb {
+            command: LbCommand::Status { stack, lb },
+        } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
-            print!("{}", orchestrator::lb::render(&design, lb.as_deref()).await?);
+            print!(
+                "{}",
+                orchestrator::lb::render(&design, lb.as_deref()).await?
+            );
             Ok(())
         }
-        Commands::Lb { command: LbCommand::Set { backend, state, stack, lb } } => {
+        Commands::Lb {
+            command:
+                LbCommand::Set {
+                    backend,
+                    state,
+                    stack,
+                    lb,
+                },
+        } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
-            for line in orchestrator::lb::set_state(&design, lb.as_deref(), &backend, &state).await? {
+            for line in
+                orchestrator::lb::set_state(&design, lb.as_deref(), &backend, &state).await?
+            {
                 println!("{line}");
             }
             Ok(())
         }
-        Commands::Check { design, format, fail_on, availability, mix } => {
-            let threshold = fail_on.as_deref().map(|s| webstack_review::Severity::parse(s).with_context(|| format!("--fail-on {s:?}: use info, low, medium, high or critical"))).transpose()?;
+        Commands::Check {
+            design,
+            format,
+            fail_on,
+            availability,
+            mix,
+        } => {
+            let threshold = fail_on
+                .as_deref()
+                .map(|s| {
+                    webstack_review::Severity::parse(s).with_context(|| {
+                        format!("--fail-on {s:?}: use info, low, medium, high or critical")
+                    })
+                })
+                .transpose()?;
             if !(availability > 0.0 && availability < 100.0) {
-                anyhow::bail!("--availability {availability} must be a percentage between 0 and 100");
+                anyhow::bail!(
+                    "--availability {availability} must be a percentage between 0 and 100"
+                );
             }
-            let mix = webstack_review::Mix::parse(&mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?;
+            let mix =
+                webstack_review::Mix::parse(&mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?;
             let design = orchestrator::load_design(&design, None)?.design;
             let findings = webstack_review::review(&design, &mix);
             let estimate = webstack_review::estimate(&design, availability / 100.0);
             if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"design": design.name, "findings": findings, "availability": estimate}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"design": design.name, "findings": findings, "availability": estimate})
+                    )?
+                );
             } else {
                 print!("{}", webstack_review::render(&design, &findings, &estimate));
             }
@@ -151,15 +301,25 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Commands::Diagram { design, format, live, output } => {
+        Commands::Diagram {
+            design,
+            format,
+            live,
+            output,
+        } => {
             let loaded = orchestrator::load_design(&design, None)?;
             let mut health = std::collections::HashMap::new();
             let mut drawn = loaded.design;
             if live {
-                let ((layout, record), running) = running_design(&state_dir, Some(&drawn.name)).context("--live needs the design's stack to be running")?;
-                let status = orchestrator::collect_status(&running, &layout, &record, &state_dir).await;
+                let ((layout, record), running) = running_design(&state_dir, Some(&drawn.name))
+                    .context("--live needs the design's stack to be running")?;
+                let status =
+                    orchestrator::collect_status(&running, &layout, &record, &state_dir).await;
                 for s in status.servers {
-                    health.insert(s.name.clone(), s.alive && s.components.iter().all(|c| c.health.healthy));
+                    health.insert(
+                        s.name.clone(),
+                        s.alive && s.components.iter().all(|c| c.health.healthy),
+                    );
                 }
                 drawn = running;
             }
@@ -169,7 +329,8 @@ async fn run(cli: Cli) -> Result<()> {
                 _ => webstack_review::diagram::svg(&drawn, &health),
             };
             match output {
-                Some(path) => std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?,
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
                 None => print!("{text}"),
             }
             Ok(())
@@ -177,58 +338,104 @@ async fn run(cli: Cli) -> Result<()> {
         Commands::Validate { design } => {
             let loaded = orchestrator::load_design(&design, None)?;
             let d = &loaded.design;
-            println!("{}: design {} for {} is valid: {} server(s)", loaded.label, d.name, d.domain, d.servers.len());
+            println!(
+                "{}: design {} for {} is valid: {} server(s)",
+                loaded.label,
+                d.name,
+                d.domain,
+                d.servers.len()
+            );
             for s in &d.servers {
                 let kinds: Vec<String> = s.components().iter().map(|k| k.to_string()).collect();
                 println!("  {:<10} {:<15} {}", s.name, s.address, kinds.join(", "));
             }
             let missing = webstack_node::not_built_yet(d);
             if !missing.is_empty() {
-                println!("Not runnable with this version yet: {}", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("; "));
+                println!(
+                    "Not runnable with this version yet: {}",
+                    missing
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
             }
             Ok(())
         }
         Commands::Designs => {
             for (name, source) in webstack_topology::SHIPPED {
-                let description = webstack_topology::parse_design(source, name, std::path::Path::new("."))
-                    .map(|d| d.description.unwrap_or_default())
-                    .unwrap_or_default();
+                let description =
+                    webstack_topology::parse_design(source, name, std::path::Path::new("."))
+                        .map(|d| d.description.unwrap_or_default())
+                        .unwrap_or_default();
                 println!("{name:<12} {description}");
             }
             Ok(())
         }
-        Commands::Node { server, design, subnet } => {
-            let subnet = subnet.as_deref().map(orchestrator::parse_subnet).transpose()?;
+        Commands::Node {
+            server,
+            design,
+            subnet,
+        } => {
+            let subnet = subnet
+                .as_deref()
+                .map(orchestrator::parse_subnet)
+                .transpose()?;
             let design = orchestrator::load_design(&design, subnet)?.design;
             let layout = webstack_node::StackLayout::new(&state_dir, &design.name);
             let shutdown = CancellationToken::new();
             let signals = shutdown.clone();
             tokio::spawn(async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
                 }
                 signals.cancel();
             });
-            let opts = webstack_node::NodeOptions { design, server, layout, cache_dir: webstack_node::default_cache_dir() };
+            let opts = webstack_node::NodeOptions {
+                design,
+                server,
+                layout,
+                cache_dir: webstack_node::default_cache_dir(),
+            };
             webstack_node::run(opts, shutdown).await
         }
     }
 }
 
 /// The running stack a command is about, and its design with the stack's addresses.
-fn running_design(state_dir: &std::path::Path, stack: Option<&str>) -> Result<((webstack_node::StackLayout, orchestrator::StackRecord), webstack_topology::Design)> {
+fn running_design(
+    state_dir: &std::path::Path,
+    stack: Option<&str>,
+) -> Result<(
+    (webstack_node::StackLayout, orchestrator::StackRecord),
+    webstack_topology::Design,
+)> {
     let (layout, record) = orchestrator::select_stack(state_dir, stack)?;
-    let subnet = record.subnet.as_deref().map(orchestrator::parse_subnet).transpose()?;
+    let subnet = record
+        .subnet
+        .as_deref()
+        .map(orchestrator::parse_subnet)
+        .transpose()?;
     let design = orchestrator::load_design(&record.design, subnet)?.design;
     Ok(((layout, record), design))
 }
 
-async fn fault(fault: orchestrator::Fault, state_dir: &std::path::Path, stack: Option<&str>, server: &str) -> Result<()> {
+async fn fault(
+    fault: orchestrator::Fault,
+    state_dir: &std::path::Path,
+    stack: Option<&str>,
+    server: &str,
+) -> Result<()> {
     let ((layout, _), design) = running_design(state_dir, stack)?;
     let exe = std::env::current_exe().context("cannot find the webstack binary")?;
-    println!("{}", orchestrator::apply_fault(fault, &design, &layout, state_dir, &exe, server).await?);
+    println!(
+        "{}",
+        orchestrator::apply_fault(fault, &design, &layout, state_dir, &exe, server).await?
+    );
     Ok(())
 }
 

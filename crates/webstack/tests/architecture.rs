@@ -12,7 +12,10 @@ fn architecture_md_names_every_crate() {
     let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
     for entry in std::fs::read_dir(root().join("crates")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(map.contains(&format!("crates/{name}")), "ARCHITECTURE.md has no section for crates/{name}");
+        assert!(
+            map.contains(&format!("crates/{name}")),
+            "ARCHITECTURE.md has no section for crates/{name}"
+        );
     }
 }
 
@@ -34,6 +37,10 @@ fn every_source_file_starts_with_a_module_doc() {
     assert!(files.len() > 20);
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(text.starts_with("//!"), "{} does not start with a //! line", f.display());
+        assert!(
+            text.starts_with("//!"),
+            "{} does not start with a //! line",
+            f.display()
+        );
     }
 }

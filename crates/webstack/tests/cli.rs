@@ -8,7 +8,11 @@ use webstack_test_support::Stack;
 const BIN: &str = env!("CARGO_BIN_EXE_webstack");
 
 fn webstack(state: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("WEBSTACK_STATE_DIR", state).output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env("WEBSTACK_STATE_DIR", state)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -24,7 +28,12 @@ fn every_shipped_design_validates() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
     }
     let listed = String::from_utf8_lossy(&webstack(state.path(), &["designs"]).stdout).into_owned();
-    assert!(["simple", "distributed", "secured", "scaled"].iter().all(|d| listed.contains(d)), "{listed}");
+    assert!(
+        ["simple", "distributed", "secured", "scaled"]
+            .iter()
+            .all(|d| listed.contains(d)),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -52,12 +61,33 @@ app = { port = 8080, database = "server1" }
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     let file = path.display().to_string();
-    assert!(err.contains(&format!("{file}: 3 problems in the design")), "{err}");
-    assert!(err.contains(&format!("{file}:line 11: servers.server1.web.upstreams: unknown server \"app9\"")), "{err}");
-    assert!(err.contains(&format!("{file}:line 12: servers.server1.app.port: port 8080 is already taken")), "{err}");
-    assert!(err.contains(&format!("{file}:line 12: servers.server1.app.database: server \"server1\" runs no database")), "{err}");
+    assert!(
+        err.contains(&format!("{file}: 3 problems in the design")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:line 11: servers.server1.web.upstreams: unknown server \"app9\""
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:line 12: servers.server1.app.port: port 8080 is already taken"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:line 12: servers.server1.app.database: server \"server1\" runs no database"
+        )),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
-    assert!(!dir.path().join("stacks").exists(), "a refused design must not leave state behind");
+    assert!(
+        !dir.path().join("stacks").exists(),
+        "a refused design must not leave state behind"
+    );
 }
 
 #[test]
@@ -68,7 +98,13 @@ fn syntax_error_names_file_line_and_column() {
     let out = webstack(dir.path(), &["validate", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}:3:1: unknown field `domian`, expected", path.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3:1: unknown field `domian`, expected",
+            path.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -77,10 +113,22 @@ fn designs_that_need_unbuilt_components_are_refused_by_name() {
     let out = webstack(state.path(), &["up", "secured"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("HTTPS (TLS termination) (servers.lb1)"), "{err}");
-    assert!(err.contains("the firewall (servers.server2.firewall)"), "{err}");
+    assert!(
+        err.contains("HTTPS (TLS termination) (servers.lb1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the firewall (servers.server2.firewall)"),
+        "{err}"
+    );
     let scaled = stderr(&webstack(state.path(), &["up", "scaled"]));
-    assert!(scaled.contains("the floating IP") && scaled.contains("HTTPS") && scaled.contains("the firewall") && scaled.contains("the monitoring agent"), "{scaled}");
+    assert!(
+        scaled.contains("the floating IP")
+            && scaled.contains("HTTPS")
+            && scaled.contains("the firewall")
+            && scaled.contains("the monitoring agent"),
+        "{scaled}"
+    );
 }
 
 #[test]
@@ -88,13 +136,25 @@ fn unknown_design_and_bad_arguments() {
     let state = tempfile::tempdir().unwrap();
     let unknown = webstack(state.path(), &["up", "nosuch"]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("no design named \"nosuch\""), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("no design named \"nosuch\""),
+        "{}",
+        stderr(&unknown)
+    );
     let subnet = webstack(state.path(), &["up", "simple", "--subnet", "10.1.2.0/24"]);
-    assert!(stderr(&subnet).contains("not a /24 of the loopback range"), "{}", stderr(&subnet));
+    assert!(
+        stderr(&subnet).contains("not a /24 of the loopback range"),
+        "{}",
+        stderr(&subnet)
+    );
     let flag = webstack(state.path(), &["up", "--frobnicate"]);
     assert_eq!(flag.status.code(), Some(2));
     let nothing = webstack(state.path(), &["status"]);
-    assert!(stderr(&nothing).contains("no stack is running"), "{}", stderr(&nothing));
+    assert!(
+        stderr(&nothing).contains("no stack is running"),
+        "{}",
+        stderr(&nothing)
+    );
 }
 
 #[test]
@@ -102,9 +162,17 @@ fn second_up_is_refused_and_a_stale_record_is_cleaned() {
     let stack = Stack::up(BIN.as_ref(), "simple");
     let again = stack.run(&["up", "simple", "--detach", "--subnet", &stack.subnet_text()]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("stack simple is already running"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("stack simple is already running"),
+        "{}",
+        stderr(&again)
+    );
     let logs = stack.run(&["logs", "server1"]);
-    assert!(String::from_utf8_lossy(&logs.stdout).contains("database: ready"), "{}", String::from_utf8_lossy(&logs.stdout));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("database: ready"),
+        "{}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
     assert!(stderr(&stack.run(&["logs", "nosuch"])).contains("no server \"nosuch\""));
 
     // Simulate a crash of the whole machine: every process dies, the record stays.
@@ -112,10 +180,26 @@ fn second_up_is_refused_and_a_stale_record_is_cleaned() {
         // SAFETY: kill(2) on pids the stack recorded.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    webstack_test_support::eventually(std::time::Duration::from_secs(10), "the killed nodes are gone", || {
-        stack.recorded_pids().iter().all(|p| !webstack_test_support::alive(*p)).then_some(())
-    });
-    let restarted = stack.run(&["up", "simple", "--detach", "--subnet", &stack.subnet_text(), "--timeout", "240"]);
+    webstack_test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "the killed nodes are gone",
+        || {
+            stack
+                .recorded_pids()
+                .iter()
+                .all(|p| !webstack_test_support::alive(*p))
+                .then_some(())
+        },
+    );
+    let restarted = stack.run(&[
+        "up",
+        "simple",
+        "--detach",
+        "--subnet",
+        &stack.subnet_text(),
+        "--timeout",
+        "240",
+    ]);
     let text = String::from_utf8_lossy(&restarted.stdout);
     assert!(restarted.status.success(), "{text}{}", stderr(&restarted));
     assert!(text.contains("did not stop cleanly"), "{text}");

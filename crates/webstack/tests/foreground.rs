@@ -20,14 +20,23 @@ impl Drop for Foreground {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new(BIN).arg("down").env("WEBSTACK_STATE_DIR", self.state.path()).output();
+        let _ = Command::new(BIN)
+            .arg("down")
+            .env("WEBSTACK_STATE_DIR", self.state.path())
+            .output();
     }
 }
 
 fn recorded_node_pids(state: &std::path::Path) -> Vec<u32> {
     let text = std::fs::read_to_string(state.join("stacks/simple/stack.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    v["nodes"].as_array().into_iter().flatten().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect()
+    v["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["pid"].as_u64())
+        .map(|p| p as u32)
+        .collect()
 }
 
 #[test]
@@ -35,7 +44,12 @@ fn ctrl_c_stops_every_server() {
     let state = tempfile::tempdir().unwrap();
     let s = unique_subnet();
     let child = Command::new(BIN)
-        .args(["up", "simple", "--subnet", &format!("{}.{}.{}.0/24", s[0], s[1], s[2])])
+        .args([
+            "up",
+            "simple",
+            "--subnet",
+            &format!("{}.{}.{}.0/24", s[0], s[1], s[2]),
+        ])
         .env("WEBSTACK_STATE_DIR", state.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -53,7 +67,9 @@ fn ctrl_c_stops_every_server() {
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut seen = Vec::new();
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("no readiness line; output so far:\n{}", seen.join("\n")));
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no readiness line; output so far:\n{}", seen.join("\n")));
         let ready = line.contains("Press Ctrl-C");
         seen.push(line);
         if ready {
@@ -75,7 +91,10 @@ fn ctrl_c_stops_every_server() {
     };
     assert!(status.success(), "up exited with {status}");
     let rest: Vec<String> = rx.try_iter().collect();
-    assert!(rest.iter().any(|l| l.starts_with("Stopped 2 server(s)")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("Stopped 2 server(s)")),
+        "{rest:?}"
+    );
     for pid in nodes {
         assert!(!alive(pid), "node {pid} survived Ctrl-C");
     }

@@ -55,18 +55,27 @@ fn application_command_serves_and_is_restarted_after_a_crash() {
 
     let stack = Stack::up(BIN.as_ref(), design.to_str().unwrap());
     let site = SocketAddr::new(stack.host(11), 8080);
-    assert_eq!(get(site, "www.example.test", "/hello.txt").text(), "static hello\n");
+    assert_eq!(
+        get(site, "www.example.test", "/hello.txt").text(),
+        "static hello\n"
+    );
     let first = get(site, "www.example.test", "/anything");
     assert!(first.text().starts_with("s1 pid="), "{}", first.text());
     assert!(first.text().contains("db=sqlite://"), "{}", first.text());
 
-    let pid = stack.component("s1", "app")["child_pid"].as_u64().expect("the app reports its command's pid") as u32;
+    let pid = stack.component("s1", "app")["child_pid"]
+        .as_u64()
+        .expect("the app reports its command's pid") as u32;
     // SAFETY: kill(2) on the pid the stack reported for the application command.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let second = eventually(Duration::from_secs(30), "the application command is restarted and serves", || {
-        let r = get(site, "www.example.test", "/anything");
-        (r.status == 200 && !r.text().contains(&format!("pid={pid} "))).then_some(r)
-    });
+    let second = eventually(
+        Duration::from_secs(30),
+        "the application command is restarted and serves",
+        || {
+            let r = get(site, "www.example.test", "/anything");
+            (r.status == 200 && !r.text().contains(&format!("pid={pid} "))).then_some(r)
+        },
+    );
     assert!(second.text().starts_with("s1 pid="), "{}", second.text());
     assert!(!alive(pid));
 }
