@@ -15,6 +15,7 @@ pub mod lb;
 mod logs;
 mod record;
 mod secrets;
+mod signals;
 mod status;
 mod target;
 mod up;

@@ -9,13 +9,24 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use webstack_node::{not_built_yet, StackLayout};
 use webstack_topology::Design;
 
 use crate::down::{any_alive, stop_stack};
 use crate::record::{NodeRecord, StackRecord};
+use crate::signals::StopSignals;
 use crate::status::{collect, process_names, render};
+
+/// Writes a line to standard output and ignores a failure: the reader of `up`'s output
+/// (a terminal that closed, `| tee` killed by the same Ctrl-C) may be gone, and that must
+/// never stop `up` from stopping the stack.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -62,12 +73,15 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         supervisor_pid: None,
         nodes: Vec::new(),
     };
-    println!(
+    say!(
         "Starting stack {} ({}) from {}",
-        design.name, design.domain, loaded.label
+        design.name,
+        design.domain,
+        loaded.label
     );
-    println!("State: {}", layout.root().display());
+    say!("State: {}", layout.root().display());
 
+    let mut signals = StopSignals::install()?;
     let mut children = Vec::new();
     for server in process_names(&design) {
         match spawn_node(&opts.exe, &opts.state_dir, &layout, &record, &server) {
@@ -86,25 +100,29 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         }
     }
 
-    if let Err(e) = wait_healthy(&design, &layout, &record, &opts, &mut children).await {
-        println!("Start-up failed; stopping the servers that did start (data and logs are kept).");
+    let started = tokio::select! {
+        started = wait_healthy(&design, &layout, &record, &opts, &mut children) => started,
+        signal = signals.recv() => Err(anyhow!("{signal} during start-up")),
+    };
+    if let Err(e) = started {
+        say!("Start-up failed; stopping the servers that did start (data and logs are kept).");
         let _ = stop_stack(&layout, &record, false);
         return Err(e);
     }
     let status = collect(&design, &layout, &record, &opts.state_dir).await;
-    println!();
-    print!("{}", render(&status));
-    println!();
+    say!();
+    say!("{}", render(&status).trim_end_matches('\n'));
+    say!();
     print_try_commands(&design);
 
     if opts.detach {
-        println!("\nThe stack runs in the background. `webstack status` shows it, `webstack down` stops it.");
+        say!("\nThe stack runs in the background. `webstack status` shows it, `webstack down` stops it.");
         return Ok(());
     }
     record.supervisor_pid = Some(std::process::id());
     record.write(&layout)?;
-    println!("\nPress Ctrl-C to stop the stack.");
-    watch_foreground(&layout, &record, &mut children).await?;
+    say!("\nPress Ctrl-C to stop the stack.");
+    watch_foreground(&layout, &record, &mut children, &mut signals).await?;
     Ok(())
 }
 
@@ -183,7 +201,7 @@ fn clear_stale(layout: &StackLayout) -> Result<()> {
             .collect();
         bail!("stack {} is already running ({}); `webstack status --stack {}` shows it, `webstack down --stack {}` stops it", record.name, pids.join(", "), record.name, record.name);
     }
-    println!(
+    say!(
         "Cleaning up after a previous run of stack {} that did not stop cleanly.",
         record.name
     );
@@ -250,13 +268,13 @@ async fn wait_healthy(
         let status = collect(design, layout, record, &opts.state_dir).await;
         for node in &record.nodes {
             for line in logs.new_lines(&layout.node_log(&node.server)) {
-                println!("  {:<10} | {line}", node.server);
+                say!("  {:<10} | {line}", node.server);
             }
         }
         for s in &status.servers {
             for c in &s.components {
                 if c.health.healthy && announced.insert((s.name.clone(), c.kind.clone())) {
-                    println!(
+                    say!(
                         "  {:<10} {:<9} ready after {:.1}s  ({})",
                         s.name,
                         c.kind,
@@ -343,51 +361,54 @@ fn print_try_commands(design: &Design) {
         return;
     };
     let (ip, port) = (addr.ip(), addr.port());
-    println!("Try it:");
-    println!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/");
-    println!("  curl --resolve {host}:{port}:{ip} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' http://{host}:{port}/api/messages");
-    println!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/api/messages");
-    println!(
+    say!("Try it:");
+    say!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/");
+    say!("  curl --resolve {host}:{port}:{ip} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' http://{host}:{port}/api/messages");
+    say!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/api/messages");
+    say!(
         "  dig @{} -p {} {host}",
-        design.dns.address, design.dns.port
+        design.dns.address,
+        design.dns.port
     );
 }
 
-/// Waits for Ctrl-C or SIGTERM, reporting servers that die meanwhile (a `webstack kill`
-/// is a fault people inject on purpose), then stops the stack. The record is read from
-/// disk each time, since `webstack start` may have replaced a node since.
+/// Waits for Ctrl-C, SIGTERM or SIGHUP, reporting servers that die meanwhile (a
+/// `webstack kill` is a fault people inject on purpose), then stops the stack. The record
+/// is read from disk each time, since `webstack start` may have replaced a node since.
 async fn watch_foreground(
     layout: &StackLayout,
     record: &StackRecord,
     children: &mut [Child],
+    signals: &mut StopSignals,
 ) -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut reported: BTreeSet<u32> = BTreeSet::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            signal = signals.recv() => {
+                say!("\n{signal} received.");
+                break;
+            }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 for c in children.iter_mut() {
                     let _ = c.try_wait();
                 }
                 let Ok(Some(current)) = StackRecord::read(layout) else {
-                    println!("The stack was stopped elsewhere (`webstack down`).");
+                    say!("The stack was stopped elsewhere (`webstack down`).");
                     return Ok(());
                 };
                 for node in &current.nodes {
                     if !webstack_net::process::alive(node.pid) && reported.insert(node.pid) {
-                        println!("server {} (pid {}) stopped; `webstack start {}` starts it again", node.server, node.pid, node.server);
+                        say!("server {} (pid {}) stopped; `webstack start {}` starts it again", node.server, node.pid, node.server);
                     }
                 }
                 if current.nodes.iter().all(|n| !webstack_net::process::alive(n.pid)) {
-                    println!("Every server has stopped.");
+                    say!("Every server has stopped.");
                     break;
                 }
             }
         }
     }
-    println!("Stopping stack {}...", record.name);
+    say!("Stopping stack {}...", record.name);
     let current = StackRecord::read(layout)?.unwrap_or_else(|| record.clone());
     let layout = layout.clone();
     let report =
@@ -395,7 +416,7 @@ async fn watch_foreground(
     for c in children.iter_mut() {
         let _ = c.try_wait();
     }
-    println!(
+    say!(
         "Stopped {} server(s){}.",
         report.stopped.len() + report.killed.len(),
         if report.killed.is_empty() {
