@@ -53,8 +53,17 @@ impl Foobar {
             (&Method::GET | &Method::HEAD, "/health") => self.health().await,
             (&Method::GET | &Method::HEAD, "/api/messages") => self.list(after.as_deref()).await,
             (&Method::POST, "/api/messages") => self.post(req).await,
-            (_, "/" | "/health" | "/api/messages") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+            (_, path @ ("/" | "/health" | "/api/messages")) => {
+                // RFC 9110 §15.5.6: a 405 MUST say which methods the resource takes.
+                let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+                let allow = if path == "/api/messages" {
+                    "GET, HEAD, POST"
+                } else {
+                    "GET, HEAD"
+                };
+                r.headers_mut()
+                    .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+                r
             }
             _ => error(StatusCode::NOT_FOUND, "no such page"),
         };
@@ -116,6 +125,15 @@ impl Foobar {
             .await
         {
             Ok(b) => b.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_none() =>
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the request body is malformed ({e})"),
+                );
+            }
             Err(_) => {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -63,6 +63,10 @@ impl HttpProxy {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let rid = request_id(req.headers().get("x-request-id"));
         let (parts, body) = req.into_parts();
+        let headers = match forwarded_headers(&parts, peer, &rid, &self.server_name) {
+            Ok(headers) => headers,
+            Err(answered_here) => return *answered_here,
+        };
         // A body that does not frame correctly (bad chunk sizes, a short Content-Length)
         // ends here with a 400; nothing of it reaches a backend. Most requests have none.
         let body = if body.is_end_stream() {
@@ -88,7 +92,6 @@ impl HttpProxy {
                 )
             }
         };
-        let headers = forwarded_headers(&parts.headers, peer, &rid);
         let path = parts
             .uri
             .path_and_query()

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::sync::CancellationToken;
 
+use crate::request_rules::{self, Verdict, ALLOWED_METHODS};
 use crate::Listener;
 
 /// The error type of every response body webstack sends.
@@ -48,8 +49,11 @@ pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Request line plus headers, in bytes (nginx: large_client_header_buffers 4 8k).
-    /// Past it the client gets 414 or 431.
+    /// Past it the client gets 431.
     pub max_header_bytes: usize,
+    /// The request target, in bytes (nginx: one 8k buffer for the request line). Past it
+    /// the client gets 414.
+    pub max_target_bytes: usize,
     pub max_headers: usize,
     /// How long a client may take to send its request head (nginx: client_header_timeout 60s).
     pub header_read_timeout: Duration,
@@ -61,6 +65,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             max_header_bytes: 32 * 1024,
+            max_target_bytes: 8 * 1024,
             max_headers: 100,
             header_read_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
@@ -80,12 +85,14 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handler = Arc::new(handler);
+    let max_target = limits.max_target_bytes;
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     loop {
         let (stream, peer) = tokio::select! {
@@ -101,9 +108,31 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let fut = handler(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The request rules hold at every front before any handler runs, so no
+            // component can answer or forward a request the RFCs say to refuse.
+            let verdict = request_rules::check(
+                req.method(),
+                req.uri(),
+                req.version(),
+                req.headers(),
+                max_target,
+            );
+            let outcome = match verdict {
+                Verdict::Pass { host } => {
+                    if let Some(host) = host {
+                        req.headers_mut().insert(header::HOST, host);
+                    }
+                    Ok(handler(req, peer))
+                }
+                refused => Err(refusal(refused)),
+            };
+            async move {
+                Ok::<_, Infallible>(match outcome {
+                    Ok(fut) => fut.await,
+                    Err(response) => response,
+                })
+            }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -113,6 +142,51 @@ pub async fn serve<H, F>(
     }
     drop(listener);
     let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
+}
+
+/// The answer a front gives itself to a request the rules refuse or that asks about the
+/// server (`OPTIONS *`).
+fn refusal(verdict: Verdict) -> Response<Body> {
+    let mut response = match verdict {
+        Verdict::BadRequest(reason) => {
+            let mut r = text(
+                StatusCode::BAD_REQUEST,
+                format!("400 Bad Request: {reason}"),
+            );
+            // Whatever follows a malformed head on this connection cannot be trusted.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        Verdict::UriTooLong => {
+            let mut r = text(
+                StatusCode::URI_TOO_LONG,
+                "414 URI Too Long: the request target is longer than this server takes",
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        Verdict::MethodNotAllowed(reason) => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("405 Method Not Allowed: {reason}"),
+        ),
+        Verdict::ServerOptions | Verdict::Pass { .. } => options_here(),
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    response
+}
+
+/// 200 with `Allow` and no body: an OPTIONS request answered by this server itself.
+fn options_here() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::ALLOW, ALLOWED_METHODS)
+        .header(header::CONTENT_LENGTH, "0")
+        .body(full(Bytes::new()))
+        .expect("static headers are valid")
 }
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
@@ -128,11 +202,57 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
 ];
 
-/// The request headers a proxy (web server or load balancer) forwards: hop-by-hop ones removed, X-Forwarded-* and
-/// X-Request-Id set.
-pub fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, request_id: &str) -> HeaderMap {
+/// The request headers a proxy (web server or load balancer) named `via` forwards:
+/// hop-by-hop ones removed (RFC 9110 §7.6.1), `Via` appended (§7.6.3: a gateway MUST),
+/// `Max-Forwards` of an OPTIONS request decremented (§7.6.2), X-Forwarded-* and
+/// X-Request-Id set. `Err` is the answer the proxy gives itself instead of forwarding:
+/// an OPTIONS request whose Max-Forwards is 0 ends here (TRACE never gets this far).
+pub fn forwarded_headers(
+    parts: &hyper::http::request::Parts,
+    peer: SocketAddr,
+    request_id: &str,
+    via: &str,
+) -> Result<HeaderMap, Box<Response<Body>>> {
+    let incoming = &parts.headers;
     let mut headers = incoming.clone();
     remove_hop_by_hop(&mut headers);
+    // Both proxies read the whole body before forwarding, so the client's expectation was
+    // met here (hyper sent its 100 Continue); the next hop has nothing to wait for.
+    headers.remove(header::EXPECT);
+    if parts.method == hyper::Method::OPTIONS {
+        if let Some(value) = incoming.get(header::MAX_FORWARDS) {
+            match value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                Some(0) => return Err(Box::new(options_here())),
+                Some(n) => {
+                    headers.insert(header::MAX_FORWARDS, HeaderValue::from(n - 1));
+                }
+                None => {
+                    return Err(Box::new(text(
+                        StatusCode::BAD_REQUEST,
+                        "400 Bad Request: Max-Forwards is not a number (RFC 9110 section 7.6.2)",
+                    )))
+                }
+            }
+        }
+    }
+    let protocol = if parts.version == hyper::Version::HTTP_10 {
+        "1.0"
+    } else {
+        "1.1"
+    };
+    let via_value = match incoming.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {protocol} {via}"),
+        None => format!("{protocol} {via}"),
+    };
+    headers.remove(header::VIA);
+    headers.insert(
+        header::VIA,
+        HeaderValue::from_str(&via_value).expect("server names are header text"),
+    );
     let xff = HeaderName::from_static("x-forwarded-for");
     let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", peer.ip()),
@@ -155,7 +275,7 @@ pub fn forwarded_headers(incoming: &HeaderMap, peer: SocketAddr, request_id: &st
         HeaderName::from_static("x-request-id"),
         HeaderValue::from_str(request_id).expect("request ids are checked"),
     );
-    headers
+    Ok(headers)
 }
 
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 pub mod http;
 pub mod process;
 pub mod relay;
+pub mod request_rules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

@@ -85,6 +85,10 @@ impl Proxy {
             return text(StatusCode::NOT_FOUND, "404 Not Found");
         }
         let (parts, body) = req.into_parts();
+        let headers = match forwarded_headers(&parts, peer, request_id, &self.server_name) {
+            Ok(headers) => headers,
+            Err(answered_here) => return *answered_here,
+        };
         let body = match Limited::new(body, self.settings.max_body_bytes)
             .collect()
             .await
@@ -109,7 +113,6 @@ impl Proxy {
                 )
             }
         };
-        let headers = forwarded_headers(&parts.headers, peer, request_id);
         let path = parts
             .uri
             .path_and_query()

@@ -283,11 +283,17 @@ fn proxy_sets_forwarding_headers_and_strips_hop_by_hop() {
             ("X-Forwarded-For", "10.9.9.9"),
             ("Connection", "close, x-drop"),
             ("X-Drop", "1"),
+            ("Via", "1.0 corporate-proxy"),
         ],
         b"",
     );
     assert_eq!(r.status, 200);
     let echoed = r.text();
+    // RFC 9110 7.6.3: a gateway appends itself to Via.
+    assert!(
+        echoed.contains("via: 1.0 corporate-proxy, 1.1 web-test"),
+        "{echoed}"
+    );
     assert!(echoed.starts_with("GET /api/x?y=1"), "{echoed}");
     assert!(
         echoed.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"),
@@ -309,6 +315,28 @@ fn proxy_sets_forwarding_headers_and_strips_hop_by_hop() {
 
     let fresh = get(web.addr, "h", "/other");
     assert_eq!(fresh.header("x-request-id").map(str::len), Some(32));
+
+    // RFC 9110 7.6.2: an OPTIONS request's Max-Forwards is decremented on the way, and one
+    // that arrives with 0 is answered here and goes no further.
+    let r = request(
+        web.addr,
+        "OPTIONS",
+        "h",
+        "/api/x",
+        &[("Max-Forwards", "3")],
+        b"",
+    );
+    assert!(r.text().contains("max-forwards: 2"), "{}", r.text());
+    let r = request(
+        web.addr,
+        "OPTIONS",
+        "h",
+        "/api/x",
+        &[("Max-Forwards", "0")],
+        b"",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, ""));
+    assert!(r.header("allow").is_some());
 }
 
 #[test]
