@@ -4,6 +4,7 @@
 //! `client` is the one-query client that health probes and tests use.
 
 pub mod client;
+pub mod edns;
 mod server;
 mod zone;
 

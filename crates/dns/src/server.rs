@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use webstack_topology::Design;
 
+use crate::edns::EdnsAnswers;
 use crate::zone::zone_records;
 use crate::DnsError;
 
@@ -43,7 +44,7 @@ pub async fn run(
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
 
-    let mut server = Server::new(catalog);
+    let mut server = Server::new(EdnsAnswers { inner: catalog });
     server.register_socket(udp);
     server.register_listener(tcp, TCP_TIMEOUT, 64 * 1024);
     shutdown.cancelled().await;

@@ -152,3 +152,183 @@ async fn garbage_datagram_does_not_stop_the_server() {
     .unwrap();
     assert_eq!(a.code, ResponseCode::NoError);
 }
+
+/// Runs Debian's `dig` against the server with `args` and returns its header and OPT
+/// lines (`+noall +comments`). `.ci/run` installs dig (bind9-dnsutils).
+async fn dig(addr: SocketAddr, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("dig")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string()])
+        .args([
+            "+norec",
+            "+noall",
+            "+comments",
+            "+answer",
+            "+tries=1",
+            "+time=3",
+        ])
+        .args(args)
+        .output()
+        .await
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn field<'a>(answer: &'a str, key: &str) -> Option<&'a str> {
+    let start = answer.find(key)? + key.len();
+    let rest = &answer[start..];
+    Some(rest[..rest.find([',', '\n']).unwrap_or(rest.len())].trim())
+}
+
+/// What, dig's options, the status, OPT expected, the EDNS flags expected, an answer
+/// expected.
+type Case<'a> = (&'a str, &'a [&'a str], &'a str, bool, &'a str, bool);
+
+/// Issue 8.3: the EDNS behaviour RFC 8906 section 8 expects of an authoritative server,
+/// checked with dig as its authors do: plain DNS, EDNS version 0 and 1, unknown options
+/// and flags, the DO bit (RFC 3225), buffer sizes, TCP, an unknown opcode and the
+/// header's Z bit.
+#[tokio::test]
+async fn regression_edns_behaviour_with_dig() {
+    let dns = start().await;
+    let name = "www.foobar.com";
+    let cases: &[Case] = &[
+        ("plain DNS", &["+noedns"], "NOERROR", false, "", true),
+        ("EDNS 0", &["+edns=0"], "NOERROR", true, "", true),
+        (
+            "EDNS 1 is BADVERS with version 0",
+            &["+edns=1", "+noednsneg"],
+            "BADVERS",
+            true,
+            "",
+            false,
+        ),
+        (
+            "unknown option ignored",
+            &["+edns=0", "+ednsopt=100"],
+            "NOERROR",
+            true,
+            "",
+            true,
+        ),
+        (
+            "unknown EDNS flag ignored, not echoed",
+            &["+edns=0", "+ednsflags=0x80"],
+            "NOERROR",
+            true,
+            "",
+            true,
+        ),
+        (
+            "EDNS 1 with unknown option and flag",
+            &["+edns=1", "+noednsneg", "+ednsopt=100", "+ednsflags=0x80"],
+            "BADVERS",
+            true,
+            "",
+            false,
+        ),
+        ("DO bit copied", &["+dnssec"], "NOERROR", true, "do", true),
+        (
+            "DO bit copied in BADVERS",
+            &["+dnssec", "+edns=1", "+noednsneg"],
+            "BADVERS",
+            true,
+            "do",
+            false,
+        ),
+        (
+            "DO bit over TCP",
+            &["+tcp", "+dnssec"],
+            "NOERROR",
+            true,
+            "do",
+            true,
+        ),
+        (
+            "EDNS over TCP",
+            &["+tcp", "+edns=0"],
+            "NOERROR",
+            true,
+            "",
+            true,
+        ),
+        ("small buffer", &["+bufsize=512"], "NOERROR", true, "", true),
+        (
+            "buffer below 512",
+            &["+bufsize=100"],
+            "NOERROR",
+            true,
+            "",
+            true,
+        ),
+        (
+            "unknown opcode with EDNS",
+            &["+opcode=15"],
+            "NOTIMP",
+            true,
+            "",
+            false,
+        ),
+        (
+            "unknown opcode without EDNS",
+            &["+opcode=15", "+noedns"],
+            "NOTIMP",
+            false,
+            "",
+            false,
+        ),
+        ("Z bit ignored", &["+zflag"], "NOERROR", true, "", true),
+    ];
+    let mut failures = Vec::new();
+    for (what, options, status, opt, flags, answered) in cases {
+        let mut args = options.to_vec();
+        args.push(name);
+        let out = dig(dns.addr, &args).await;
+        let got_status = field(&out, "status:").unwrap_or("(no answer)");
+        let got_opt = out.contains("OPT PSEUDOSECTION");
+        let got_flags = out
+            .lines()
+            .find(|l| l.starts_with("; EDNS:"))
+            .and_then(|l| l.split_once("flags:"))
+            .and_then(|(_, rest)| rest.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        let got_answer = out
+            .lines()
+            .any(|l| l.starts_with(name) && l.contains("\tA\t"));
+        let advertised = out
+            .lines()
+            .find(|l| l.starts_with("; EDNS:"))
+            .and_then(|l| field(l, "udp:"));
+        let mut wrong = Vec::new();
+        if got_status != *status {
+            wrong.push(format!("status {got_status}, expected {status}"));
+        }
+        if got_opt != *opt {
+            wrong.push(format!("OPT present: {got_opt}, expected {opt}"));
+        }
+        if got_flags != *flags {
+            wrong.push(format!("EDNS flags {got_flags:?}, expected {flags:?}"));
+        }
+        if got_answer != *answered {
+            wrong.push(format!("answer present: {got_answer}, expected {answered}"));
+        }
+        if *opt && advertised != Some("1232") {
+            wrong.push(format!("advertised UDP size {advertised:?}, expected 1232"));
+        }
+        if out.contains("MBZ") {
+            wrong.push("a must-be-zero bit was echoed".into());
+        }
+        if out.contains("OPT=100") {
+            wrong.push("the unknown option was echoed".into());
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{what} (dig {}): {}\n{out}",
+                options.join(" "),
+                wrong.join("; ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
