@@ -34,6 +34,8 @@ pub struct DatabaseConfig {
     /// Primary-replica replication, for a database with replicas or one that is a replica;
     /// `None` for a standalone database.
     pub replication: Option<ReplicationSettings>,
+    /// How mariadbd's error log is rotated.
+    pub log_rotation: webstack_logs::RotationPolicy,
 }
 
 /// What the supervisor tells the node as the server comes and goes.
@@ -184,7 +186,12 @@ pub async fn run(
         // heartbeat written); the watch ends only when the server or the node does.
         let watch = async {
             if ready && config.replication.is_some() {
-                monitor_replication(&config, events).await;
+                tokio::join!(
+                    monitor_replication(&config, events),
+                    rotate_error_log(&config)
+                );
+            } else if ready {
+                rotate_error_log(&config).await;
             }
             std::future::pending::<()>().await;
         };
@@ -300,6 +307,31 @@ async fn monitor_replication(config: &DatabaseConfig, events: &dyn DatabaseEvent
                 events.replication(st);
             }
             _ => conn = None,
+        }
+    }
+}
+
+/// Rotates mariadbd's error log by size, as logrotate's MariaDB recipe does: the file is
+/// renamed aside (mariadbd keeps writing into it, so no line is lost) and `FLUSH ERROR
+/// LOGS` makes mariadbd open a new one. Checked every few seconds; the error log grows
+/// slowly, so overshooting the limit by one interval's lines does not matter.
+async fn rotate_error_log(config: &DatabaseConfig) {
+    let log = config.error_log();
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        if size <= config.log_rotation.max_bytes {
+            continue;
+        }
+        if let Err(e) = webstack_logs::shift(&log, config.log_rotation.keep) {
+            eprintln!("database: cannot rotate {}: {e}", log.display());
+            continue;
+        }
+        if let Err(e) = root_query(config, "FLUSH ERROR LOGS").await {
+            eprintln!(
+                "database: rotated {} but mariadbd did not reopen it: {e}",
+                log.display()
+            );
         }
     }
 }

@@ -44,6 +44,11 @@ async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
         app_database: "foobar".into(),
         app_hosts: vec!["127.0.0.1".parse().unwrap()],
         replication: None,
+        // Small enough that the start-up messages alone pass it.
+        log_rotation: webstack_logs::RotationPolicy {
+            max_bytes: 1024,
+            keep: 2,
+        },
     };
     let events = std::sync::Arc::new(Events::default());
     let shutdown = CancellationToken::new();
@@ -88,6 +93,20 @@ async fn first_start_grants_the_app_and_stop_ends_mariadbd() {
         config_text.contains(&format!("bind-address = 127.0.0.1\nport = {port}")),
         "{config_text}"
     );
+
+    // Issue 8.4: the error log passed its 1 KiB limit at start-up, so the node renames it
+    // aside and mariadbd reopens a new one on FLUSH ERROR LOGS.
+    let rotated = webstack_logs::rotated_path(&config.error_log(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(rotated.exists() && config.error_log().exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the error log was not rotated and reopened within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kept = std::fs::read_to_string(&rotated).unwrap();
+    assert!(kept.contains("ready for connections"), "{kept}");
 
     let pid = events.pid.lock().unwrap().unwrap();
     shutdown.cancel();

@@ -169,6 +169,7 @@ fn start_web(
         root,
         upstreams,
         access_log: Some(dir.join("access.log")),
+        log_rotation: log_rotation(&opts.design),
         limits: Default::default(),
         proxy: Default::default(),
     };
@@ -437,6 +438,7 @@ fn start_database(
             &server.name,
             read_secret(&opts.layout.replication_password())?,
         ),
+        log_rotation: log_rotation(&opts.design),
     };
     status.add("database", vec![listen], ComponentState::Starting);
     let (status, shutdown) = (status.clone(), shutdown.clone());
@@ -484,4 +486,12 @@ fn read_secret(path: &Path) -> Result<String> {
         format!("cannot read the secret {} (`webstack up` creates it; on a real host, copy the stack's secrets/ folder there)", path.display())
     })?;
     Ok(text.trim().to_string())
+}
+
+/// The design's `[logs]` settings as the rotation every log of this server follows.
+pub fn log_rotation(design: &Design) -> webstack_logs::RotationPolicy {
+    webstack_logs::RotationPolicy {
+        max_bytes: design.logs.max_bytes,
+        keep: design.logs.keep,
+    }
 }

@@ -232,6 +232,9 @@ pub(crate) fn spawn_node(
     if let Some(subnet) = &record.subnet {
         cmd.arg("--subnet").arg(subnet);
     }
+    // The node writes its output (and its children's) into its log through a pipe, so it
+    // can rotate it; the file is its stdout too for anything said before that starts.
+    cmd.arg("--log-file").arg(&log_path);
     cmd.arg(server)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

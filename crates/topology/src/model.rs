@@ -18,6 +18,8 @@ pub struct Design {
     /// In the order of their names, so every listing of a design is stable.
     pub servers: Vec<Server>,
     pub floating_ips: Vec<FloatingIp>,
+    /// How every log of the stack is rotated.
+    pub logs: LogSettings,
     /// The folder relative paths in the design are taken from (the design file's folder).
     pub base_dir: PathBuf,
 }
@@ -45,6 +47,24 @@ pub enum RecordTarget {
     Server(String),
     FloatingIp(String),
     Address(IpAddr),
+}
+
+/// Size rotation of every log a stack writes (access logs, node logs, mariadbd's error
+/// log): a log is rotated before it passes `max_bytes`, and `keep` files of it are kept,
+/// the live one included. Defaults: 64 MiB × 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            max_bytes: 64 * 1024 * 1024,
+            keep: 3,
+        }
+    }
 }
 
 /// The application the app servers run.

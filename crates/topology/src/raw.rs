@@ -22,6 +22,16 @@ pub struct RawDesign {
     pub servers: BTreeMap<Spanned<String>, Spanned<RawServer>>,
     #[serde(default)]
     pub floating_ips: BTreeMap<Spanned<String>, Spanned<RawFloatingIp>>,
+    pub logs: Option<Spanned<RawLogs>>,
+}
+
+/// `[logs]`: how big each log of the stack may grow and how many files of it are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogs {
+    /// `"64MiB"`, `"512KiB"`, `"1GiB"` or a number of bytes.
+    pub max_size: Option<Spanned<toml::Value>>,
+    pub keep: Option<Spanned<i64>>,
 }
 
 /// `[stack]`: what the design is called and which domain it serves.

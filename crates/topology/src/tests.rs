@@ -334,3 +334,27 @@ fn two_primaries_are_refused() {
     );
     assert!(p.hint.unwrap().contains("replica_of = \"s1\""));
 }
+
+#[test]
+fn log_rotation_settings() {
+    assert_eq!(parse(GOOD).unwrap().logs, LogSettings::default());
+    let d = parse(&format!("{GOOD}\n[logs]\nmax_size = \"16KiB\"\nkeep = 5\n")).unwrap();
+    assert_eq!(
+        d.logs,
+        LogSettings {
+            max_bytes: 16 * 1024,
+            keep: 5
+        }
+    );
+    let d = parse(&format!("{GOOD}\n[logs]\nmax_size = 100000\n")).unwrap();
+    assert_eq!(d.logs.max_bytes, 100_000);
+    let p = problems(&format!(
+        "{GOOD}\n[logs]\nmax_size = \"64 parsecs\"\nkeep = 0\n"
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!((p[0].line, p[0].key.as_str()), (18, "logs.max_size"));
+    assert!(p[0].hint.as_deref().unwrap().contains("64MiB"));
+    assert_eq!((p[1].line, p[1].key.as_str()), (19, "logs.keep"));
+    let p = problems(&format!("{GOOD}\n[logs]\nmax_size = \"1KiB\"\n"));
+    assert!(p[0].message.contains("too small"), "{p:?}");
+}

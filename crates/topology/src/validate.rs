@@ -71,6 +71,35 @@ pub fn parse_design(source: &str, file: &str, base_dir: &Path) -> Result<Design,
     }
 }
 
+/// The smallest log size a design may set: a few lines of any log.
+const MIN_LOG_BYTES: u64 = 4096;
+
+/// `"64MiB"`, `"64 MB"`, `"4096"` or the integer `4096`, in bytes. Units are powers of
+/// 1024 (KiB, MiB, GiB) or of 1000 (KB, MB, GB), as `du` and nginx users write them.
+fn parse_size(value: &toml::Value) -> Option<u64> {
+    let text = match value {
+        toml::Value::Integer(n) => return u64::try_from(*n).ok(),
+        toml::Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
@@ -170,6 +199,8 @@ impl Validator<'_> {
             }
         }
 
+        let logs = self.logs(raw.logs);
+
         Design {
             name,
             domain,
@@ -178,6 +209,7 @@ impl Validator<'_> {
             codebase,
             servers,
             floating_ips,
+            logs,
             base_dir: self.base_dir.to_path_buf(),
         }
     }
@@ -240,6 +272,46 @@ impl Validator<'_> {
             }
         };
         (name, domain, raw.description)
+    }
+
+    fn logs(&mut self, raw: Option<Spanned<RawLogs>>) -> LogSettings {
+        let mut logs = LogSettings::default();
+        let Some(raw) = raw else {
+            return logs;
+        };
+        let raw = raw.into_inner();
+        if let Some(size) = raw.max_size {
+            match parse_size(size.get_ref()) {
+                Some(bytes) if bytes >= MIN_LOG_BYTES => logs.max_bytes = bytes,
+                Some(bytes) => self.problem(
+                    size.span(),
+                    "logs.max_size",
+                    format!("{bytes} bytes is too small for a log file"),
+                    Some(format!("use at least {MIN_LOG_BYTES} bytes (\"4KiB\"); the default is \"64MiB\"")),
+                ),
+                None => self.problem(
+                    size.span(),
+                    "logs.max_size",
+                    match size.get_ref() {
+                        toml::Value::String(text) => format!("\"{text}\" is not a size"),
+                        other => format!("a {} is not a size", other.type_str()),
+                    },
+                    Some("write a number of bytes or a size with a unit: \"64MiB\", \"512KiB\", \"1GiB\"".into()),
+                ),
+            }
+        }
+        if let Some(keep) = raw.keep {
+            match u32::try_from(*keep.get_ref()) {
+                Ok(n @ 1..=1000) => logs.keep = n,
+                _ => self.problem(
+                    keep.span(),
+                    "logs.keep",
+                    format!("keep = {} is out of range", keep.get_ref()),
+                    Some("keep counts the files of each log, the live one included: 1 to 1000 (default 3)".into()),
+                ),
+            }
+        }
+        logs
     }
 
     fn codebase(&mut self, raw: Option<Spanned<RawCodebase>>) -> Codebase {

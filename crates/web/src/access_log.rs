@@ -1,17 +1,18 @@
 //! The access log, one line per request in nginx's "combined" format with the request id
 //! and the time taken appended.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A log file shared by all connections. A std `Mutex` is right here: the lock is held
-/// only for one `write_all` of an already formatted line, never across an `.await`.
+use webstack_logs::{RotatingFile, RotationPolicy};
+
+/// A log file shared by all connections, rotated by size between lines. A std `Mutex` is
+/// right here: the lock is held only for one write of an already formatted line (and, now
+/// and then, a rotation), never across an `.await`.
 pub struct AccessLog {
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<RotatingFile>>,
 }
 
 /// What one request leaves in the log.
@@ -29,11 +30,9 @@ pub struct Entry<'a> {
 }
 
 impl AccessLog {
-    pub fn open(path: Option<&Path>) -> std::io::Result<AccessLog> {
+    pub fn open(path: Option<&Path>, rotation: RotationPolicy) -> std::io::Result<AccessLog> {
         let file = match path {
-            Some(p) => Some(Mutex::new(
-                OpenOptions::new().create(true).append(true).open(p)?,
-            )),
+            Some(p) => Some(Mutex::new(RotatingFile::open(p, rotation)?)),
             None => None,
         };
         Ok(AccessLog { file })
@@ -56,7 +55,7 @@ impl AccessLog {
             e.took.as_secs_f64()
         );
         if let Ok(mut f) = file.lock() {
-            let _ = f.write_all(line.as_bytes());
+            let _ = f.write_line(line.as_bytes());
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct WebConfig {
     /// App servers, tried round robin.
     pub upstreams: Vec<SocketAddr>,
     pub access_log: Option<PathBuf>,
+    /// How the access log is rotated by size.
+    pub log_rotation: webstack_logs::RotationPolicy,
     pub limits: HttpLimits,
     pub proxy: ProxySettings,
 }
@@ -81,12 +83,11 @@ pub async fn run(
         root: config.root.clone(),
         source,
     })?;
-    let log = access_log::AccessLog::open(config.access_log.as_deref()).map_err(|source| {
-        WebError::AccessLog {
+    let log = access_log::AccessLog::open(config.access_log.as_deref(), config.log_rotation)
+        .map_err(|source| WebError::AccessLog {
             path: config.access_log.clone().unwrap_or_default(),
             source,
-        }
-    })?;
+        })?;
     let proxy = proxy::Proxy::new(
         &config.server_name,
         config.local_address,

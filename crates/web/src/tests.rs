@@ -42,6 +42,7 @@ fn start_web(
         root: root.to_path_buf(),
         upstreams,
         access_log: log.map(Path::to_path_buf),
+        log_rotation: webstack_logs::RotationPolicy::DEFAULT,
         limits: HttpLimits::default(),
         proxy,
     };

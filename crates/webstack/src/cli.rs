@@ -173,6 +173,10 @@ pub enum Commands {
         design: String,
         #[arg(long, value_name = "127.X.Y.0/24")]
         subnet: Option<String>,
+        /// Write this server's output (and its children's) into FILE, rotated by size as
+        /// the design's [logs] says. `up` passes the server's node.log.
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<std::path::PathBuf>,
     },
 }
 

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = std::io::stdout().flush();
@@ -40,7 +40,11 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-    }
+    };
+    // A node's output goes through a pipe into its rotating log: let the last lines (the
+    // error just printed among them) reach the file before the process ends.
+    webstack_logs::finish_capture(Duration::from_secs(2));
+    code
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -376,12 +380,17 @@ async fn run(cli: Cli) -> Result<()> {
             server,
             design,
             subnet,
+            log_file,
         } => {
             let subnet = subnet
                 .as_deref()
                 .map(orchestrator::parse_subnet)
                 .transpose()?;
             let design = orchestrator::load_design(&design, subnet)?.design;
+            if let Some(path) = &log_file {
+                webstack_logs::capture_output(path, webstack_node::log_rotation(&design))
+                    .with_context(|| format!("cannot write the log {}", path.display()))?;
+            }
             let layout = webstack_node::StackLayout::new(&state_dir, &design.name);
             let shutdown = CancellationToken::new();
             let signals = shutdown.clone();

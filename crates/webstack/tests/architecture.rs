@@ -44,3 +44,34 @@ fn every_source_file_starts_with_a_module_doc() {
         );
     }
 }
+
+/// Issue 8.5: the tree is rustfmt-formatted, and CI checks formatting and clippy (with
+/// warnings as errors) before it runs the tests.
+#[test]
+fn regression_formatting_and_lints_are_checked_before_the_tests() {
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let position = |needle: &str| {
+        ci.lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .unwrap_or_else(|| panic!(".ci/run does not run `{needle}`"))
+    };
+    let fmt = position("cargo fmt --all --check");
+    let clippy = position("cargo clippy --workspace --all-targets --locked -- -D warnings");
+    let test = position("cargo test --workspace --locked");
+    assert!(
+        fmt < test && clippy < test,
+        "fmt and clippy must run before the tests"
+    );
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["fmt", "--all", "--check"])
+        .current_dir(root())
+        .output()
+        .expect("cargo fmt runs");
+    assert!(
+        out.status.success(),
+        "the tree is not rustfmt-formatted (run `cargo fmt`):\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
