@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{serve, HttpLimits};
+use webstack_net::http::{serve, serve_site, HttpLimits, Https};
 use webstack_net::Listener;
 use webstack_topology::{Algorithm, HealthCheck, LbMode, LbTimeouts, WhenAllDown};
 
@@ -48,11 +48,12 @@ pub struct LbConfig {
     pub timeouts: LbTimeouts,
 }
 
-/// Runs the load balancer on `listener` (traffic) and `stats` (stats page, metrics and
-/// admin commands) until `shutdown`.
+/// Runs the load balancer on `listener` (traffic), `https` (TLS ends here; http mode
+/// only) and `stats` (stats page, metrics and admin commands) until `shutdown`.
 pub async fn run(
     config: LbConfig,
     listener: Listener,
+    https: Option<Https>,
     stats: Listener,
     shutdown: CancellationToken,
 ) {
@@ -95,10 +96,16 @@ pub async fn run(
                 header_read_timeout: config.timeouts.client,
                 ..HttpLimits::default()
             };
-            serve(listener, limits, shutdown.clone(), move |req, peer| {
-                let proxy = proxy.clone();
-                async move { proxy.handle(req, peer).await }
-            })
+            serve_site(
+                listener,
+                https,
+                limits,
+                shutdown.clone(),
+                move |req, peer| {
+                    let proxy = proxy.clone();
+                    async move { proxy.handle(req, peer).await }
+                },
+            )
             .await;
         }
         LbMode::Tcp => {

@@ -165,7 +165,8 @@ impl Lab {
         });
         let (addr, stats_addr) = (listener.local_addr(), stats.local_addr());
         let stop = CancellationToken::new();
-        self.rt.spawn(run(config, listener, stats, stop.clone()));
+        self.rt
+            .spawn(run(config, listener, None, stats, stop.clone()));
         self.stops.push(stop);
         (addr, stats_addr)
     }

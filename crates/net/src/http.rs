@@ -1,25 +1,17 @@
 //! The HTTP/1.1 serving loop every HTTP component shares: limits, timeouts and graceful
 //! shutdown in one place, so the web server and the app server cannot differ on them.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio_util::sync::CancellationToken;
+use hyper::{Response, StatusCode};
 
-use crate::request_rules::{self, Verdict, ALLOWED_METHODS};
-use crate::Listener;
+use crate::request_rules::{Verdict, ALLOWED_METHODS};
 
 /// The error type of every response body webstack sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,80 +65,11 @@ impl Default for HttpLimits {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled, then stops accepting,
-/// lets in-flight requests finish within `limits.shutdown_grace`, and returns.
-pub async fn serve<H, F>(
-    listener: Listener,
-    limits: HttpLimits,
-    shutdown: CancellationToken,
-    handler: H,
-) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    let handler = Arc::new(handler);
-    let max_target = limits.max_target_bytes;
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_header_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                // Out of file descriptors and the like: back off briefly, keep serving.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            // The request rules hold at every front before any handler runs, so no
-            // component can answer or forward a request the RFCs say to refuse.
-            let verdict = request_rules::check(
-                req.method(),
-                req.uri(),
-                req.version(),
-                req.headers(),
-                max_target,
-            );
-            let outcome = match verdict {
-                Verdict::Pass { host } => {
-                    if let Some(host) = host {
-                        req.headers_mut().insert(header::HOST, host);
-                    }
-                    Ok(handler(req, peer))
-                }
-                refused => Err(refusal(refused)),
-            };
-            async move {
-                Ok::<_, Infallible>(match outcome {
-                    Ok(fut) => fut.await,
-                    Err(response) => response,
-                })
-            }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
-}
+pub use crate::serve::{serve, serve_front, serve_site, ConnectionInfo, Front, Https};
 
 /// The answer a front gives itself to a request the rules refuse or that asks about the
 /// server (`OPTIONS *`).
-fn refusal(verdict: Verdict) -> Response<Body> {
+pub(crate) fn refusal(verdict: Verdict) -> Response<Body> {
     let mut response = match verdict {
         Verdict::BadRequest(reason) => {
             let mut r = text(
@@ -262,8 +185,16 @@ pub fn forwarded_headers(
         xff,
         HeaderValue::from_str(&chain).expect("addresses are valid header text"),
     );
+    // A TLS hop says so whatever the client claimed; a plain hop keeps what the hop in
+    // front of it (a TLS-terminating load balancer) said.
     let proto = HeaderName::from_static("x-forwarded-proto");
-    if !headers.contains_key(&proto) {
+    if parts
+        .extensions
+        .get::<ConnectionInfo>()
+        .is_some_and(|c| c.tls)
+    {
+        headers.insert(proto, HeaderValue::from_static("https"));
+    } else if !headers.contains_key(&proto) {
         headers.insert(proto, HeaderValue::from_static("http"));
     }
     if let Some(host) = incoming.get(header::HOST).cloned() {

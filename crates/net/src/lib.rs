@@ -15,6 +15,7 @@ pub mod http;
 pub mod process;
 pub mod relay;
 pub mod request_rules;
+mod serve;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

@@ -55,6 +55,8 @@ pub fn check(
         );
     }
     match host {
+        // HTTP/2 carries the authority in its pseudo-header, which hyper puts in the URI.
+        None if version >= Version::HTTP_2 && uri.authority().is_some() => {}
         None if version >= Version::HTTP_11 => {
             return Verdict::BadRequest("an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)")
         }

@@ -8,6 +8,7 @@
 //!   secrets/database.password   the app's database password (mode 0600)
 //!   secrets/replication.password  the replication user's password (mode 0600)
 //!   logs/<server>.log           each node's output
+//!   tls/ca.crt, ca.key          the stack's local certificate authority (key 0600)
 //!   servers/<server>/
 //!     node.json                 the node's status: components, listeners, child pids
 //!     access.log                the web server's access log
@@ -49,6 +50,10 @@ impl StackLayout {
     /// The database cluster's runtime state (who is primary after a promotion).
     pub fn cluster_file(&self) -> PathBuf {
         self.root.join("cluster.json")
+    }
+    /// The stack's local certificate authority.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")

@@ -9,6 +9,9 @@ mod cluster;
 mod layout;
 mod status;
 mod support;
+mod tls;
+
+pub use tls::{check_certificate_files, site_names};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -179,8 +182,20 @@ fn start_web(
         config.root.display(),
         config.upstreams
     );
+    let https = web
+        .tls
+        .as_ref()
+        .map(|t| tls::start_endpoint(opts, server, "web", t, status, tasks, shutdown))
+        .transpose()?;
+    if let Some(h) = &https {
+        status.update(|s| {
+            if let Some(c) = s.components.iter_mut().find(|c| c.kind == "web") {
+                c.listen.push(h.listener.local_addr());
+            }
+        });
+    }
     let shutdown = shutdown.clone();
-    tasks.spawn(async move { Ok(webstack_web::run(config, listener, shutdown).await?) });
+    tasks.spawn(async move { Ok(webstack_web::run(config, listener, https, shutdown).await?) });
     Ok(())
 }
 
@@ -238,9 +253,21 @@ fn start_load_balancer(
         vec![addr, stats_addr],
         ComponentState::Ready,
     );
+    let https = lb
+        .tls
+        .as_ref()
+        .map(|t| tls::start_endpoint(opts, server, "load_balancer", t, status, tasks, shutdown))
+        .transpose()?;
+    if let Some(h) = &https {
+        status.update(|s| {
+            if let Some(c) = s.components.iter_mut().find(|c| c.kind == "load_balancer") {
+                c.listen.push(h.listener.local_addr());
+            }
+        });
+    }
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        webstack_load_balancer::run(config, listener, stats, shutdown).await;
+        webstack_load_balancer::run(config, listener, https, stats, shutdown).await;
         Ok(())
     });
     Ok(())

@@ -26,6 +26,22 @@ pub struct ComponentStatus {
     /// Databases in a replicated cluster: role, GTID position, lag, semi-sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<webstack_database::ReplicationStatus>,
+    /// TLS endpoints: the certificate each one serves now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// A TLS endpoint's certificate, as `webstack status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateStatus {
+    pub listen: SocketAddr,
+    /// `local CA`, `files`, `acme`.
+    pub source: String,
+    pub names: Vec<String>,
+    pub issuer: String,
+    /// Seconds since the Unix epoch.
+    pub not_after: u64,
+    pub renew_at: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,7 +94,18 @@ impl StatusFile {
                 child_pid: None,
                 state,
                 replication: None,
+                certificates: Vec::new(),
             })
+        });
+    }
+
+    /// Records the certificate a TLS endpoint of `kind` serves now.
+    pub fn set_certificate(&self, kind: &str, cert: CertificateStatus) {
+        self.update(|s| {
+            if let Some(c) = s.components.iter_mut().find(|c| c.kind == kind) {
+                c.certificates.retain(|e| e.listen != cert.listen);
+                c.certificates.push(cert);
+            }
         });
     }
 

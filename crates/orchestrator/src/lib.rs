@@ -45,6 +45,33 @@ pub fn load_design(name_or_path: &str, subnet: Option<[u8; 3]>) -> Result<Loaded
     Ok(loaded)
 }
 
+/// The certificate files a design names are missing, unreadable, malformed, out of date,
+/// mismatched with their keys or for other names: each line names the file and the key.
+#[derive(Debug)]
+pub struct CertificateProblems(pub Vec<String>);
+
+impl std::fmt::Display for CertificateProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the design's certificates cannot be served:")?;
+        for p in &self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CertificateProblems {}
+
+/// Checks every certificate file the design names (`validate` and `up` run this).
+pub fn check_certificates(design: &webstack_topology::Design) -> Result<(), CertificateProblems> {
+    let problems = webstack_node::check_certificate_files(design);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CertificateProblems(problems))
+    }
+}
+
 /// Parses `127.X.Y`, `127.X.Y.0` or `127.X.Y.0/24`.
 pub fn parse_subnet(text: &str) -> Result<[u8; 3]> {
     let base = text.strip_suffix("/24").unwrap_or(text);

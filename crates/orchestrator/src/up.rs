@@ -57,6 +57,12 @@ pub async fn up(opts: UpOptions) -> Result<()> {
     }
     crate::secrets::ensure_password(&layout.database_password())?;
     crate::secrets::ensure_password(&layout.replication_password())?;
+    // The stack's CA is made here, once, before any node could race to make its own.
+    let local_ca = uses_local_ca(&design)
+        .then(|| {
+            webstack_tls::LocalCa::load_or_create(&layout.tls_dir(), &design.name, &design.domain)
+        })
+        .transpose()?;
 
     // Nodes get the design as the user named it: a shipped name, or the file's absolute
     // path, so relative paths inside it keep working.
@@ -113,7 +119,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
     say!();
     say!("{}", render(&status).trim_end_matches('\n'));
     say!();
-    print_try_commands(&design);
+    print_try_commands(&design, local_ca.as_ref().map(|ca| ca.cert_path()));
 
     if opts.detach {
         say!("\nThe stack runs in the background. `webstack status` shows it, `webstack down` stops it.");
@@ -138,6 +144,7 @@ fn preflight(design: &Design) -> Result<()> {
             design.name
         );
     }
+    crate::check_certificates(design)?;
     let mut problems = Vec::new();
     let mut addresses = vec![("the DNS server".to_string(), design.dns.address)];
     addresses.extend(
@@ -359,12 +366,43 @@ fn log_tail(path: &std::path::Path, lines: usize) -> String {
         .join("\n")
 }
 
-fn print_try_commands(design: &Design) {
+/// Whether any TLS endpoint of the design takes its certificate from the stack's CA.
+fn uses_local_ca(design: &Design) -> bool {
+    design.servers.iter().any(|s| {
+        [
+            s.load_balancer.as_ref().and_then(|l| l.tls.as_ref()),
+            s.web.as_ref().and_then(|w| w.tls.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|t| t.certificate == webstack_topology::CertificateSource::LocalCa)
+    })
+}
+
+fn print_try_commands(design: &Design, ca: Option<&std::path::Path>) {
     let Some((host, addr)) = design.entry_point() else {
         return;
     };
     let (ip, port) = (addr.ip(), addr.port());
     say!("Try it:");
+    let entry = design.servers.iter().find(|s| s.address == ip);
+    let tls_port = entry.and_then(|s| {
+        s.load_balancer
+            .as_ref()
+            .and_then(|l| l.tls.as_ref())
+            .or_else(|| s.web.as_ref().and_then(|w| w.tls.as_ref()))
+            .map(|t| t.port)
+    });
+    if let Some(tls_port) = tls_port {
+        let cacert = ca
+            .map(|p| format!("--cacert {} ", p.display()))
+            .unwrap_or_default();
+        if let Some(ca) = ca {
+            say!("  (the stack's certificate authority: {})", ca.display());
+        }
+        say!("  curl {cacert}--resolve {host}:{tls_port}:{ip} https://{host}:{tls_port}/");
+        say!("  curl --http2 {cacert}--resolve {host}:{tls_port}:{ip} https://{host}:{tls_port}/api/messages");
+    }
     say!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/");
     say!("  curl --resolve {host}:{port}:{ip} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' http://{host}:{port}/api/messages");
     say!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/api/messages");

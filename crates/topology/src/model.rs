@@ -224,6 +224,28 @@ pub struct Web {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
     pub port: u16,
+    pub certificate: CertificateSource,
+    /// HSTS max-age in seconds on HTTPS responses; `None` sends no HSTS.
+    pub hsts_max_age: Option<u64>,
+    /// The plain port answers 308 to the HTTPS port (ACME challenges and health checks
+    /// excepted).
+    pub redirect_http: bool,
+}
+
+/// Where a TLS endpoint's certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertificateSource {
+    /// The stack's own certificate authority issues short-lived certificates.
+    LocalCa,
+    /// A PEM chain and key named in the design (paths resolved against its folder).
+    Files { cert: PathBuf, key: PathBuf },
+    /// An ACME server (Let's Encrypt, Pebble) with HTTP-01 on the stack's own HTTP port.
+    Acme {
+        directory: String,
+        /// The ACME server's root CA, when it is not a public one (Pebble's).
+        root_ca: Option<PathBuf>,
+        email: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -140,6 +140,23 @@ pub struct RawWeb {
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub port: Option<Spanned<u16>>,
+    /// A PEM chain and its key; without them the stack's local CA issues one.
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// ACME (RFC 8555) instead: `{ directory = URL, root_ca = PEM file, email = … }`.
+    pub acme: Option<Spanned<RawAcme>>,
+    /// `Strict-Transport-Security: max-age=…` on HTTPS responses; 0 or absent is off.
+    pub hsts_max_age: Option<Spanned<u64>>,
+    /// The plain port answers 308 to HTTPS (default true).
+    pub redirect_http: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: Option<Spanned<String>>,
+    pub root_ca: Option<Spanned<String>>,
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

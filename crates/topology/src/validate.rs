@@ -274,6 +274,84 @@ impl Validator<'_> {
         (name, domain, raw.description)
     }
 
+    fn tls(&mut self, raw: Spanned<RawTls>, key: &str) -> Tls {
+        let span = raw.span();
+        let t = raw.into_inner();
+        let files_given = t.cert.is_some() || t.key.is_some();
+        let certificate = match (t.cert, t.key, t.acme) {
+            (None, None, None) => CertificateSource::LocalCa,
+            (Some(cert), Some(k), None) => {
+                let (cert, k) = (
+                    self.base_dir.join(cert.get_ref()),
+                    self.base_dir.join(k.get_ref()),
+                );
+                CertificateSource::Files { cert, key: k }
+            }
+            (Some(_), None, None) | (None, Some(_), None) => {
+                self.problem(
+                    span.clone(),
+                    format!("{key}.tls"),
+                    "a certificate file needs its key file, and a key its certificate",
+                    Some(
+                        "give both: tls = { port = 8443, cert = \"site.pem\", key = \"site.key\" }"
+                            .into(),
+                    ),
+                );
+                CertificateSource::LocalCa
+            }
+            (_, _, Some(acme)) if files_given => {
+                self.problem(acme.span(), format!("{key}.tls.acme"), "ACME and certificate files are two sources; choose one",
+                    Some("remove cert and key to order the certificate with ACME, or remove acme to serve the files".into()));
+                CertificateSource::LocalCa
+            }
+            (_, _, Some(acme)) => {
+                let aspan = acme.span();
+                let acme = acme.into_inner();
+                let directory = match acme.directory {
+                    Some(d)
+                        if d.get_ref().starts_with("https://")
+                            || d.get_ref().starts_with("http://") =>
+                    {
+                        d.into_inner()
+                    }
+                    Some(d) => {
+                        self.problem(d.span(), format!("{key}.tls.acme.directory"), format!("{:?} is not an http(s) URL", d.get_ref()),
+                            Some("the ACME directory URL, e.g. \"https://acme-v02.api.letsencrypt.org/directory\"".into()));
+                        String::new()
+                    }
+                    None => {
+                        self.problem(
+                            aspan,
+                            format!("{key}.tls.acme.directory"),
+                            "the ACME server's directory URL is missing",
+                            Some("add directory = \"https://…/directory\"".into()),
+                        );
+                        String::new()
+                    }
+                };
+                let root_ca = acme.root_ca.map(|r| {
+                    let path = self.base_dir.join(r.get_ref());
+                    if !path.is_file() {
+                        self.problem(r.span(), format!("{key}.tls.acme.root_ca"), format!("{} is not a file", path.display()),
+                            Some("the PEM file of the ACME server's root CA, relative to the design file".into()));
+                    }
+                    path
+                });
+                CertificateSource::Acme {
+                    directory,
+                    root_ca,
+                    email: acme.email,
+                }
+            }
+        };
+        Tls {
+            port: self.port(t.port, &format!("{key}.tls.port"), DEFAULT_TLS_PORT),
+            certificate,
+            hsts_max_age: t.hsts_max_age.map(|h| h.into_inner()).filter(|h| *h > 0),
+            redirect_http: t.redirect_http.unwrap_or(true),
+        }
+    }
+
     fn logs(&mut self, raw: Option<Spanned<RawLogs>>) -> LogSettings {
         let mut logs = LogSettings::default();
         let Some(raw) = raw else {
@@ -678,7 +756,7 @@ impl Validator<'_> {
             let timeouts = LbTimeouts { connect: ms(t.connect_ms, 5_000), server: ms(t.server_ms, 30_000), client: ms(t.client_ms, 30_000), queue: ms(t.queue_ms, 5_000) };
             let tls = lb.tls.map(|t| {
                 take_port(&t.get_ref().port, format!("{key}.tls.port"), &t.span());
-                Tls { port: self.port(t.into_inner().port, &format!("{key}.tls.port"), DEFAULT_TLS_PORT) }
+                self.tls(t, &key)
             });
             LoadBalancer {
                 port: self.port(lb.port, &format!("{key}.port"), DEFAULT_HTTP_PORT),
@@ -716,7 +794,7 @@ impl Validator<'_> {
             });
             let tls = w.tls.map(|t| {
                 take_port(&t.get_ref().port, format!("{key}.tls.port"), &t.span());
-                Tls { port: self.port(t.into_inner().port, &format!("{key}.tls.port"), DEFAULT_TLS_PORT) }
+                self.tls(t, &key)
             });
             Web { port: self.port(w.port, &format!("{key}.port"), DEFAULT_HTTP_PORT), root, upstreams, tls }
         });

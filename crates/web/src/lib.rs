@@ -22,7 +22,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, REFERER, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{request_id, serve, text, Body, HttpLimits};
+use webstack_net::http::{request_id, serve_site, text, Body, HttpLimits, Https};
 use webstack_net::Listener;
 
 pub use access_log::clf_time;
@@ -73,10 +73,12 @@ struct WebServer {
     log: access_log::AccessLog,
 }
 
-/// Runs the web server on `listener` until `shutdown` is cancelled.
+/// Runs the web server on `listener` (and `https`, where TLS ends on it) until
+/// `shutdown` is cancelled.
 pub async fn run(
     config: WebConfig,
     listener: Listener,
+    https: Option<Https>,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
     let files = StaticFiles::new(&config.root).map_err(|source| WebError::Root {
@@ -100,8 +102,9 @@ pub async fn run(
         proxy,
         log,
     });
-    serve(
+    serve_site(
         listener,
+        https,
         config.limits.clone(),
         shutdown,
         move |req, peer| {

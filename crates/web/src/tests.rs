@@ -46,7 +46,7 @@ fn start_web(
         limits: HttpLimits::default(),
         proxy,
     };
-    rt.spawn(run(config, listener, shutdown.clone()));
+    rt.spawn(run(config, listener, None, shutdown.clone()));
     Running {
         addr,
         shutdown,

@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<webstack_topology::DesignError>().is_some() {
+            if e.downcast_ref::<webstack_topology::DesignError>().is_some()
+                || e.downcast_ref::<orchestrator::CertificateProblems>()
+                    .is_some()
+            {
                 ExitCode::from(2)
             } else if e.downcast_ref::<CheckFailed>().is_some() {
                 ExitCode::from(3)
@@ -353,6 +356,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let kinds: Vec<String> = s.components().iter().map(|k| k.to_string()).collect();
                 println!("  {:<10} {:<15} {}", s.name, s.address, kinds.join(", "));
             }
+            orchestrator::check_certificates(d)?;
             let missing = webstack_node::not_built_yet(d);
             if !missing.is_empty() {
                 println!(
