@@ -11,6 +11,7 @@ mod status;
 mod support;
 mod tls;
 
+pub use status::CertificateStatus;
 pub use tls::{check_certificate_files, site_names};
 
 use std::net::{IpAddr, SocketAddr};

@@ -37,6 +37,9 @@ pub struct ComponentReport {
     pub state: Option<ComponentState>,
     pub child_pid: Option<u32>,
     pub health: Health,
+    /// TLS endpoints of the component and the certificate each serves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<webstack_node::CertificateStatus>,
 }
 
 impl StackStatus {
@@ -116,6 +119,7 @@ pub async fn collect(
                 state: reported.map(|c| c.state),
                 child_pid: reported.and_then(|c| c.child_pid),
                 health,
+                certificates: reported.map(|c| c.certificates.clone()).unwrap_or_default(),
             });
         }
         let address = if name == DNS_PROCESS_NAME {
@@ -294,9 +298,44 @@ pub fn render(status: &StackStatus) -> String {
                 c.listen.to_string(),
                 health,
             ]);
+            for cert in &c.certificates {
+                rows.push([
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "  https".into(),
+                    cert.listen.to_string(),
+                    certificate_line(cert, std::time::SystemTime::now()),
+                ]);
+            }
         }
     }
     table(&rows)
+}
+
+/// `certificate for www.foobar.com, 127.10.2.10 (local CA: webstack local CA …), expires
+/// in 11h 59m, renewed in 7h 59m`.
+fn certificate_line(cert: &webstack_node::CertificateStatus, now: std::time::SystemTime) -> String {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let span = |at: u64| {
+        let secs = at.saturating_sub(now);
+        match secs {
+            0 => "now".to_string(),
+            s if s >= 86_400 => format!("in {}d {}h", s / 86_400, s % 86_400 / 3600),
+            s => format!("in {}h {:02}m", s / 3600, s % 3600 / 60),
+        }
+    };
+    format!(
+        "certificate for {} from {} ({}), expires {}, renewed {}",
+        cert.names.join(", "),
+        cert.source,
+        cert.issuer,
+        span(cert.not_after),
+        span(cert.renew_at)
+    )
 }
 
 /// Left-aligned columns, two spaces apart.
