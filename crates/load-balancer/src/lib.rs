@@ -10,7 +10,7 @@ mod checker;
 mod health;
 mod http;
 mod pool;
-mod proxy_protocol;
+
 mod selection;
 mod stats;
 mod tcp;
@@ -29,8 +29,8 @@ use webstack_topology::{Algorithm, HealthCheck, LbMode, LbTimeouts, WhenAllDown}
 pub use checker::detection_bound;
 pub use health::{HealthState, Transition};
 pub use pool::{AdminState, BackendConfig, BackendPool, BackendSnapshot};
-pub use proxy_protocol::header_v2;
 pub use selection::{Candidate, Selector};
+pub use webstack_net::proxy_protocol::header_v2;
 
 #[derive(Debug, Clone)]
 pub struct LbConfig {

@@ -12,7 +12,7 @@ use webstack_net::Listener;
 use webstack_topology::LbTimeouts;
 
 use crate::pool::BackendPool;
-use crate::proxy_protocol::header_v2;
+use webstack_net::proxy_protocol::header_v2;
 
 pub async fn serve(
     listener: Listener,

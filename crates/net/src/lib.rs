@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
+mod front;
 pub mod http;
 pub mod process;
+pub mod proxy_protocol;
+pub use front::{spawn_tcp_forward, spawn_unix_front};
 pub mod relay;
 pub mod request_rules;
 mod serve;

@@ -80,9 +80,10 @@ pub fn replication_settings(
     } else if state.fenced.iter().any(|f| f == server) {
         ReplicationRole::Fenced
     } else {
-        let p = design.server(&primary)?;
+        // mariadbd connects to its node's relay, which connects from this server's
+        // address (see `Design::replication_relay`).
         ReplicationRole::Replica {
-            primary: std::net::SocketAddr::new(p.address, p.database.as_ref()?.port),
+            primary: design.replication_relay(server, &primary)?,
         }
     };
     let primary_db = design.server(&designed)?.database.as_ref()?;

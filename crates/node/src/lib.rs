@@ -6,6 +6,7 @@
 //! configurations; the components themselves (dns, web, app, database) never see a design.
 
 mod cluster;
+mod firewall;
 mod layout;
 mod status;
 mod support;
@@ -80,6 +81,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
                 server.name
             );
         }
+        firewall::install(&opts.design, &server.name, &status);
         if let Some(db) = &server.database {
             start_database(&opts, server, db.port, &status, &mut tasks, &shutdown)?;
         }
@@ -155,7 +157,7 @@ fn start_web(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let addr = SocketAddr::new(server.address, web.port);
-    let listener = webstack_net::Listener::bind(addr)?;
+    let listener = firewall::bind(addr)?;
     let root = match (&web.root, &opts.design.codebase) {
         (Some(root), _) => root.clone(),
         (None, Codebase::Builtin(_)) => write_builtin_public(dir)?,
@@ -210,8 +212,8 @@ fn start_load_balancer(
 ) -> Result<()> {
     let addr = SocketAddr::new(server.address, lb.port);
     let stats_addr = SocketAddr::new(server.address, lb.stats_port);
-    let listener = webstack_net::Listener::bind(addr)?;
-    let stats = webstack_net::Listener::bind(stats_addr)?;
+    let listener = firewall::bind(addr)?;
+    let stats = firewall::bind(stats_addr)?;
     let backends = lb
         .backends
         .iter()
@@ -335,7 +337,7 @@ fn start_app(
     };
     match &opts.design.codebase {
         Codebase::Builtin(_) => {
-            let listener = webstack_net::Listener::bind(addr)?;
+            let listener = firewall::bind(addr)?;
             status.add("app", vec![addr], ComponentState::Ready);
             eprintln!("app: foobar listening on {addr}");
             let config = webstack_app::BuiltinConfig {
@@ -468,11 +470,39 @@ fn start_database(
         ),
         log_rotation: log_rotation(&opts.design),
     };
-    status.add("database", vec![listen], ComponentState::Starting);
+    // mariadbd listens only on its Unix socket; this is its TCP port, behind the firewall.
+    let listener = firewall::bind(listen)?;
+    // Its replication connections to each peer of the cluster leave through a relay of
+    // this node, from this server's address (MariaDB cannot bind one).
+    let mut listens = vec![listen];
+    for peer in opts.design.database_members(&server.name) {
+        let Some(relay) = opts
+            .design
+            .replication_relay(&server.name, &peer)
+            .filter(|_| peer != server.name)
+        else {
+            continue;
+        };
+        let Some(target) = opts
+            .design
+            .server(&peer)
+            .and_then(|p| Some(SocketAddr::new(p.address, p.database.as_ref()?.port)))
+        else {
+            continue;
+        };
+        webstack_net::spawn_tcp_forward(
+            firewall::bind(relay)?,
+            server.address,
+            target,
+            shutdown.clone(),
+        );
+        listens.push(relay);
+    }
+    status.add("database", listens, ComponentState::Starting);
     let (status, shutdown) = (status.clone(), shutdown.clone());
     tasks.spawn(async move {
         let events = DatabaseStatus { status };
-        Ok(webstack_database::run(config, shutdown, &events).await?)
+        Ok(webstack_database::run(config, listener, shutdown, &events).await?)
     });
     Ok(())
 }

@@ -13,6 +13,9 @@ pub struct NodeStatus {
     pub server: String,
     pub pid: u32,
     pub components: Vec<ComponentStatus>,
+    /// Connections decided by each firewall rule, the default deny last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,6 +69,7 @@ impl StatusFile {
             server: server.to_string(),
             pid: std::process::id(),
             components: Vec::new(),
+            firewall: None,
         };
         let file = StatusFile {
             path,

@@ -34,9 +34,6 @@ pub fn not_built_yet(design: &Design) -> Vec<NotBuilt> {
         {
             add("ACME certificates", format!("servers.{}", s.name));
         }
-        if s.firewall.is_some() {
-            add("the firewall", format!("servers.{}.firewall", s.name));
-        }
         if s.monitoring.is_some() {
             add(
                 "the monitoring agent",

@@ -51,7 +51,7 @@ pub fn start_endpoint(
     shutdown: &CancellationToken,
 ) -> Result<Https> {
     let addr = SocketAddr::new(server.address, tls.port);
-    let listener = webstack_net::Listener::bind(addr)?;
+    let listener = crate::firewall::bind(addr)?;
     let names = site_names(&opts.design);
     let source = CertSource::new(opts, server, tls, &names)?;
     let first = source.fetch()?;

@@ -163,11 +163,7 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
     if !state.fenced.contains(&old) {
         state.fenced.push(old.clone());
     }
-    let new_primary = design.server(server).expect("checked above");
-    let addr = std::net::SocketAddr::new(
-        new_primary.address,
-        new_primary.database.as_ref().expect("checked").port,
-    );
+
     let password = std::fs::read_to_string(layout.replication_password())
         .context("the replication password is missing from the stack's secrets")?;
     for r in replicas
@@ -181,9 +177,14 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         let mut conn = replication::root_conn(&socket(layout, r))
             .await
             .with_context(|| format!("connecting to {r}"))?;
+        // Through r's own relay to the new primary, so the connection comes from r's
+        // address, as the firewall and the grants expect.
+        let relay = design
+            .replication_relay(r, server)
+            .context("the replica has no relay to the new primary")?;
         replication::start_replicating(
             &mut conn,
-            addr,
+            relay,
             webstack_node::REPLICATION_USER,
             password.trim(),
         )

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -91,7 +90,7 @@ pub async fn probe_lb(stats: SocketAddr) -> Health {
 /// True if the built-in app at `addr` reports `database` as its primary in `/health`.
 pub async fn app_reports_database(addr: SocketAddr, database: &str) -> bool {
     let io = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
+        let mut s = crate::operator::connect(addr).await.ok()?;
         s.write_all(b"GET /health HTTP/1.1\r\nHost: webstack\r\nConnection: close\r\n\r\n")
             .await
             .ok()?;
@@ -107,7 +106,9 @@ pub async fn app_reports_database(addr: SocketAddr, database: &str) -> bool {
 
 async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
     let io = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut s = crate::operator::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: webstack-probe\r\nConnection: close\r\n\r\n").as_bytes())
             .await
             .map_err(|e| e.to_string())?;
@@ -135,7 +136,9 @@ async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, St
 /// (for example "host not allowed", which still proves the server answers).
 pub async fn probe_mysql(addr: SocketAddr) -> Health {
     let io = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut s = crate::operator::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut header = [0u8; 5];
         s.read_exact(&mut header).await.map_err(|e| e.to_string())?;
         let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use webstack_topology::Design;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -15,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// One HTTP/1.1 exchange with `Connection: close`; returns status and body.
 async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
     let io = async {
-        let mut s = TcpStream::connect(addr).await?;
+        let mut s = crate::operator::connect(addr).await?;
         let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();

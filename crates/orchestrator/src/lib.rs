@@ -13,6 +13,7 @@ mod faults;
 mod health;
 pub mod lb;
 mod logs;
+mod operator;
 mod record;
 mod secrets;
 mod signals;
@@ -42,6 +43,7 @@ pub fn load_design(name_or_path: &str, subnet: Option<[u8; 3]>) -> Result<Loaded
     if let Some(prefix) = subnet {
         loaded.design.relocate(prefix);
     }
+    operator::set_from(&loaded.design);
     Ok(loaded)
 }
 

@@ -283,7 +283,39 @@ pub enum DatabaseRole {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Firewall {
-    pub allow: Vec<String>,
+    /// Rules the design adds to the derived policy, in the order written.
+    pub allow: Vec<FirewallRule>,
+    /// Rules that refuse before any allow is looked at.
+    pub deny: Vec<FirewallRule>,
+}
+
+/// One allow or deny rule of a design's firewall block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirewallRule {
+    pub from: FirewallSource,
+    /// `None`: every port of the server.
+    pub port: Option<u16>,
+    /// `None`: TCP and UDP.
+    pub protocol: Option<Protocol>,
+    /// Where the rule is written (`servers.server1.firewall.allow[0]`), for `firewall show`.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FirewallSource {
+    Any,
+    Server(String),
+    /// An address range (a single address is a /32 or /128).
+    Network {
+        address: IpAddr,
+        prefix: u8,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -303,6 +335,29 @@ pub struct FloatingIp {
 impl Design {
     pub fn server(&self, name: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// Every member of `server`'s database cluster (see `database_cluster`), in name
+    /// order; empty if it runs no database.
+    pub fn database_members(&self, server: &str) -> Vec<String> {
+        let Some((primary, replicas)) = self.database_cluster(server) else {
+            return Vec::new();
+        };
+        let mut members: Vec<String> = std::iter::once(primary).chain(replicas).collect();
+        members.sort();
+        members
+    }
+
+    /// Where `me`'s mariadbd connects to replicate from `peer`: a port of `me`'s node on
+    /// `me`'s address (database port + 10000 + the peer's place in the cluster), which
+    /// relays to `peer`'s database from `me`'s address. MariaDB cannot bind its
+    /// replication connection to an address, and the firewall tells servers apart by it.
+    pub fn replication_relay(&self, me: &str, peer: &str) -> Option<SocketAddr> {
+        let s = self.server(me)?;
+        let port = s.database.as_ref()?.port;
+        let index = self.database_members(me).iter().position(|n| n == peer)?;
+        let relay = u32::from(port) + 10_000 + index as u32;
+        Some(SocketAddr::new(s.address, u16::try_from(relay).ok()?))
     }
 
     pub fn floating_ip(&self, name: &str) -> Option<&FloatingIp> {

@@ -185,7 +185,19 @@ pub struct RawDatabase {
 pub struct RawFirewall {
     /// Extra sources allowed in, beyond the policy derived from the design.
     #[serde(default)]
-    pub allow: Vec<Spanned<String>>,
+    pub allow: Vec<Spanned<RawFirewallRule>>,
+    /// Sources refused even where the derived policy would let them in.
+    #[serde(default)]
+    pub deny: Vec<Spanned<RawFirewallRule>>,
+}
+
+/// `{ from = "lb2" | "127.20.0.0/16" | "127.20.0.5" | "any", port = 8000, protocol = "tcp" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirewallRule {
+    pub from: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

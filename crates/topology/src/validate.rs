@@ -71,6 +71,32 @@ pub fn parse_design(source: &str, file: &str, base_dir: &Path) -> Result<Design,
     }
 }
 
+/// `any`, a server name, `ADDRESS` or `ADDRESS/PREFIX`; `None` when it is none of them
+/// (a server name is anything that looks like one; the caller checks it exists).
+fn parse_source(text: &str) -> Option<FirewallSource> {
+    if text == "any" {
+        return Some(FirewallSource::Any);
+    }
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    match addr.parse::<IpAddr>() {
+        Ok(address) => {
+            let max = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+            };
+            Some(FirewallSource::Network { address, prefix })
+        }
+        Err(_) if prefix.is_none() && is_name(text) => {
+            Some(FirewallSource::Server(text.to_string()))
+        }
+        Err(_) => None,
+    }
+}
+
 /// The smallest log size a design may set: a few lines of any log.
 const MIN_LOG_BYTES: u64 = 4096;
 
@@ -350,6 +376,81 @@ impl Validator<'_> {
             hsts_max_age: t.hsts_max_age.map(|h| h.into_inner()).filter(|h| *h > 0),
             redirect_http: t.redirect_http.unwrap_or(true),
         }
+    }
+
+    fn firewall_rule(
+        &mut self,
+        raw: Spanned<RawFirewallRule>,
+        key: &str,
+        facts: &BTreeMap<String, ServerFacts>,
+    ) -> Option<FirewallRule> {
+        let span = raw.span();
+        let r = raw.into_inner();
+        let Some(from) = r.from else {
+            self.problem(span, format!("{key}.from"), "the rule says no source",
+                Some("from = a server of the design, an address, a range like \"127.20.0.0/16\", or \"any\"".into()));
+            return None;
+        };
+        let source = match parse_source(from.get_ref()) {
+            Some(FirewallSource::Server(name)) if !facts.contains_key(&name) => {
+                let known: Vec<&str> = facts.keys().map(String::as_str).collect();
+                self.problem(
+                    from.span(),
+                    format!("{key}.from"),
+                    format!("no server {name:?} in the design"),
+                    Some(format!(
+                        "name one of {}, an address, a range like \"127.20.0.0/16\", or \"any\"",
+                        known.join(", ")
+                    )),
+                );
+                return None;
+            }
+            Some(source) => source,
+            None => {
+                self.problem(from.span(), format!("{key}.from"), format!("{:?} is not a server name, an address or a range", from.get_ref()),
+                    Some("write a range as ADDRESS/PREFIX with a prefix up to 32 (IPv4) or 128 (IPv6): \"127.20.0.0/16\"".into()));
+                return None;
+            }
+        };
+        let port = match r.port {
+            None => None,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    self.problem(
+                        p.span(),
+                        format!("{key}.port"),
+                        format!("{} is not a port", p.get_ref()),
+                        Some(
+                            "a port is 1 to 65535; leave port out for every port of the server"
+                                .into(),
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let protocol = match r.protocol.as_ref().map(|p| p.get_ref().as_str()) {
+            None => None,
+            Some("tcp") => Some(Protocol::Tcp),
+            Some("udp") => Some(Protocol::Udp),
+            Some(other) => {
+                let p = r.protocol.as_ref().unwrap();
+                self.problem(
+                    p.span(),
+                    format!("{key}.protocol"),
+                    format!("unknown protocol {other:?}"),
+                    Some("protocol is \"tcp\" or \"udp\"; leave it out for both".into()),
+                );
+                return None;
+            }
+        };
+        Some(FirewallRule {
+            from: source,
+            port,
+            protocol,
+            key: key.to_string(),
+        })
     }
 
     fn logs(&mut self, raw: Option<Spanned<RawLogs>>) -> LogSettings {
@@ -954,13 +1055,21 @@ impl Validator<'_> {
             }
         });
 
-        let firewall = raw.firewall.map(|f| Firewall {
-            allow: f
-                .into_inner()
-                .allow
-                .into_iter()
-                .map(|a| a.into_inner())
-                .collect(),
+        let firewall = raw.firewall.map(|f| {
+            let f = f.into_inner();
+            let key = format!("{prefix}.firewall");
+            let mut rules =
+                |list: Vec<Spanned<RawFirewallRule>>, kind: &str| -> Vec<FirewallRule> {
+                    list.into_iter()
+                        .enumerate()
+                        .filter_map(|(i, r)| {
+                            self.firewall_rule(r, &format!("{key}.{kind}[{i}]"), facts)
+                        })
+                        .collect()
+                };
+            let allow = rules(f.allow, "allow");
+            let deny = rules(f.deny, "deny");
+            Firewall { allow, deny }
         });
         let monitoring = raw.monitoring.map(|m| {
             let mspan = m.span();

@@ -1,0 +1,106 @@
+//! The server's firewall at runtime: every listener the node binds (web, app, load
+//! balancer, stats, HTTPS, the database's front, the replication relays) gets the policy
+//! derived from the design as its peer check. A refused peer's connection is closed at
+//! accept, before a byte of it is read; each decision is counted per rule, and refusals
+//! are logged at most once a second per rule, with how many were not logged.
+//!
+//! One node process runs one server, so the firewall is the process's: it is set up once
+//! at start (`install`) and every bind goes through `bind`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use webstack_firewall::{Counters, Policy, Protocol};
+use webstack_topology::Design;
+
+use crate::status::StatusFile;
+
+static FIREWALL: OnceLock<Option<Arc<ServerFirewall>>> = OnceLock::new();
+
+pub struct ServerFirewall {
+    pub policy: Policy,
+    pub counters: Counters,
+    /// Per rule (`None`: the default deny): when a refusal was last logged, and how many
+    /// since.
+    logged: Mutex<HashMap<Option<usize>, (Instant, u64)>>,
+}
+
+/// Sets up the firewall of `server` (none if its design block is absent) and keeps its
+/// counters in the node's status every second.
+pub fn install(design: &Design, server: &str, status: &Arc<StatusFile>) {
+    let firewall = webstack_firewall::derive(design, server).map(|policy| {
+        Arc::new(ServerFirewall {
+            counters: Counters::new(&policy),
+            policy,
+            logged: Mutex::new(HashMap::new()),
+        })
+    });
+    if let Some(fw) = &firewall {
+        eprintln!(
+            "firewall: {} rules from the design; everything else is refused",
+            fw.policy.rules.len()
+        );
+        let (fw, status) = (fw.clone(), status.clone());
+        tokio::spawn(async move {
+            let mut last = Vec::new();
+            loop {
+                let now = fw.counters.snapshot();
+                if now != last {
+                    status.update(|s| s.firewall = Some(now.clone()));
+                    last = now;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    let _ = FIREWALL.set(firewall);
+}
+
+/// Binds a TCP listener of this server, behind its firewall when it has one.
+pub fn bind(addr: SocketAddr) -> Result<webstack_net::Listener, webstack_net::NetError> {
+    let listener = webstack_net::Listener::bind(addr)?;
+    let Some(Some(fw)) = FIREWALL.get() else {
+        return Ok(listener);
+    };
+    let fw = fw.clone();
+    let port = addr.port();
+    Ok(listener.with_peer_check(Arc::new(move |peer: IpAddr| fw.admit(peer, port))))
+}
+
+impl ServerFirewall {
+    fn admit(&self, peer: IpAddr, port: u16) -> bool {
+        let decision = self.policy.decide(peer, port, Protocol::Tcp);
+        self.counters.count(decision);
+        if !decision.allowed {
+            self.log_refusal(peer, port, decision.rule);
+        }
+        decision.allowed
+    }
+
+    fn log_refusal(&self, peer: IpAddr, port: u16, rule: Option<usize>) {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = logged
+            .entry(rule)
+            .or_insert((Instant::now() - Duration::from_secs(2), 0));
+        if entry.0.elapsed() < Duration::from_secs(1) {
+            entry.1 += 1;
+            return;
+        }
+        let why = match rule {
+            Some(i) => format!("rule {} ({})", i + 1, self.policy.rules[i].because),
+            None => "no rule allows it".into(),
+        };
+        let more = if entry.1 > 0 {
+            format!("; {} more refused since the last line", entry.1)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "firewall: refused {peer} → {}:{port}/tcp: {why}{more}",
+            self.policy.address
+        );
+        *entry = (Instant::now(), 0);
+    }
+}
