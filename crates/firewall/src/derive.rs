@@ -119,9 +119,10 @@ pub fn derive(design: &Design, server: &str) -> Option<Policy> {
             from_servers(&webs),
             app.port,
             format!(
-                "the web server{} of {} proxy to it (servers.NAME.web.upstreams)",
+                "the web server{} of {} {} to it (servers.NAME.web.upstreams)",
                 if webs.len() == 1 { "" } else { "s" },
-                join(&webs)
+                join(&webs),
+                if webs.len() == 1 { "proxies" } else { "proxy" }
             ),
         );
     }

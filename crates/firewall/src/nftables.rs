@@ -1,7 +1,7 @@
 //! A server's policy as an nftables ruleset for a real host: an inet table whose input
-//! chain drops by default, accepts established and related traffic and loopback-to-self
-//! (`iif lo ip saddr == ip daddr`, never a blanket `iif lo accept`, which on a loopback lab
-//! accepts everything), then the policy's rules in order.
+//! chain drops by default, accepts established and related traffic, then the policy's
+//! rules in order. There is deliberately no `iif lo accept`: on a loopback lab it would
+//! accept everything, and a server's connections to itself are allowed by its own rules.
 
 use std::net::IpAddr;
 

@@ -124,6 +124,13 @@ pub enum Commands {
         #[command(subcommand)]
         command: LbCommand,
     },
+    /// A server's firewall: the effective rules and the design fact each comes from
+    /// (`show`, with live counters when the stack runs), or an nftables ruleset for a real
+    /// host (`export`).
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
     /// Review a design: single points of failure, security and operational gaps, the tier
     /// that saturates first, and the availability its structure gives.
     Check {
@@ -177,6 +184,27 @@ pub enum Commands {
         /// the design's [logs] says. `up` passes the server's node.log.
         #[arg(long, value_name = "FILE")]
         log_file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirewallCommand {
+    /// The server's rules in order, each with its reason and (running stack) its counter.
+    Show {
+        server: String,
+        /// A design instead of the running stack.
+        #[arg(long)]
+        design: Option<String>,
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// The server's policy as an nftables ruleset (`nft -f`).
+    Export {
+        server: String,
+        #[arg(long)]
+        design: Option<String>,
+        #[arg(long)]
+        stack: Option<String>,
     },
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Commands, DbCommand, LbCommand};
+use cli::{Cli, Commands, DbCommand, FirewallCommand, LbCommand};
 use webstack_orchestrator as orchestrator;
 
 /// Exit codes: 0 success, 1 a failure while running, 2 a bad design or bad arguments
@@ -235,6 +235,51 @@ async fn run(cli: Cli) -> Result<()> {
                 orchestrator::db::rebuild(&design, &layout, &state_dir, &exe, &server).await?
             {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        Commands::Firewall { command } => {
+            let (server, design_name, stack, export) = match command {
+                FirewallCommand::Show {
+                    server,
+                    design,
+                    stack,
+                } => (server, design, stack, false),
+                FirewallCommand::Export {
+                    server,
+                    design,
+                    stack,
+                } => (server, design, stack, true),
+            };
+            // A named design is read as written; otherwise the running stack's (with its
+            // addresses and live counters).
+            let (design, counters) = match design_name {
+                Some(name) => (orchestrator::load_design(&name, None)?.design, None),
+                None => {
+                    let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+                    let counters = webstack_node::read_status(&layout.node_status(&server))
+                        .and_then(|s| s.firewall);
+                    (design, counters)
+                }
+            };
+            if design.server(&server).is_none() {
+                let names: Vec<&str> = design.servers.iter().map(|s| s.name.as_str()).collect();
+                anyhow::bail!(
+                    "design {} has no server {server:?} (servers: {})",
+                    design.name,
+                    names.join(", ")
+                );
+            }
+            let Some(policy) = webstack_firewall::derive(&design, &server) else {
+                anyhow::bail!(
+                    "server {server} has no firewall in design {}: add [servers.{server}.firewall]",
+                    design.name
+                );
+            };
+            if export {
+                print!("{}", webstack_firewall::nftables(&policy));
+            } else {
+                print!("{}", policy.show(counters.as_deref()));
             }
             Ok(())
         }
