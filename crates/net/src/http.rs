@@ -65,7 +65,9 @@ impl Default for HttpLimits {
     }
 }
 
-pub use crate::serve::{serve, serve_front, serve_site, ConnectionInfo, Front, Https};
+pub use crate::serve::{
+    serve, serve_front, serve_site, AcmeChallenges, ConnectionInfo, Front, Https,
+};
 
 /// The answer a front gives itself to a request the rules refuse or that asks about the
 /// server (`OPTIONS *`).

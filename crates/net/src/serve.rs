@@ -32,6 +32,34 @@ pub struct Front {
     /// On a plain listener: answer 308 to `https://host:PORT/…` instead of serving,
     /// except ACME HTTP-01 challenges and webstack's own health path.
     pub redirect_to_https: Option<u16>,
+    /// ACME HTTP-01 key authorizations this front answers itself on
+    /// `/.well-known/acme-challenge/TOKEN`.
+    pub acme: Option<Arc<AcmeChallenges>>,
+}
+
+/// The HTTP-01 challenges an ACME order has published, by token.
+#[derive(Debug, Default)]
+pub struct AcmeChallenges {
+    tokens: std::sync::RwLock<std::collections::HashMap<String, String>>,
+}
+
+impl AcmeChallenges {
+    /// Publishes (`Some`) or withdraws (`None`) the key authorization of `token`.
+    pub fn set(&self, token: &str, key_authorization: Option<&str>) {
+        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        match key_authorization {
+            Some(k) => tokens.insert(token.to_string(), k.to_string()),
+            None => tokens.remove(token),
+        };
+    }
+
+    fn get(&self, token: &str) -> Option<String> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+    }
 }
 
 /// What a handler may want to know about the connection a request came on; every request
@@ -108,10 +136,11 @@ pub async fn serve_front<H, F>(
             let handler = handler.clone();
             let hsts = hsts.clone();
             let redirect = front.redirect_to_https;
+            let acme = front.acme.clone();
             let max_target = limits.max_target_bytes;
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info);
-                let outcome = match admit(&mut req, max_target, redirect) {
+                let outcome = match admit(&mut req, max_target, redirect, acme.as_deref()) {
                     None => Ok(handler(req, peer)),
                     Some(answer) => Err(answer),
                 };
@@ -170,6 +199,7 @@ fn admit(
     req: &mut Request<Incoming>,
     max_target: usize,
     redirect: Option<u16>,
+    acme: Option<&AcmeChallenges>,
 ) -> Option<Response<Body>> {
     // The request rules hold at every front before any handler runs, so no component can
     // answer or forward a request the RFCs say to refuse.
@@ -187,8 +217,18 @@ fn admit(
         }
         refused => return Some(refusal(refused)),
     }
-    let port = redirect?;
     let path = req.uri().path();
+    if let (Some(acme), Some(token)) = (acme, path.strip_prefix("/.well-known/acme-challenge/")) {
+        if let Some(key_authorization) = acme.get(token) {
+            let mut r = Response::new(crate::http::full(key_authorization));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            return Some(r);
+        }
+    }
+    let port = redirect?;
     if path.starts_with("/.well-known/acme-challenge/") || path == "/.webstack/health" {
         return None;
     }
@@ -240,6 +280,8 @@ pub struct Https {
     pub hsts_max_age: Option<u64>,
     /// The plain listener redirects to this one (308).
     pub redirect_http: bool,
+    /// ACME challenges the plain listener answers for this endpoint's orders.
+    pub acme: Option<Arc<AcmeChallenges>>,
 }
 
 /// Serves a site on its plain listener and, when it has one, its HTTPS listener, with
@@ -262,6 +304,7 @@ pub async fn serve_site<H, F>(
     let plain_front = Front {
         limits: limits.clone(),
         redirect_to_https,
+        acme: https.as_ref().and_then(|h| h.acme.clone()),
         ..Front::default()
     };
     let first = handler.clone();
@@ -276,6 +319,7 @@ pub async fn serve_site<H, F>(
         tls: Some(https.tls),
         hsts_max_age: https.hsts_max_age,
         redirect_to_https: None,
+        acme: None,
     };
     let tls_side = serve_front(https.listener, tls_front, shutdown, move |r, p| {
         handler(r, p)

@@ -21,19 +21,6 @@ pub fn not_built_yet(design: &Design) -> Vec<NotBuilt> {
     let mut missing = Vec::new();
     let mut add = |what, wherein: String| missing.push(NotBuilt { what, wherein });
     for s in &design.servers {
-        let acme = |t: &Option<webstack_topology::Tls>| {
-            t.as_ref().is_some_and(|t| {
-                matches!(
-                    t.certificate,
-                    webstack_topology::CertificateSource::Acme { .. }
-                )
-            })
-        };
-        if s.web.as_ref().is_some_and(|w| acme(&w.tls))
-            || s.load_balancer.as_ref().is_some_and(|l| acme(&l.tls))
-        {
-            add("ACME certificates", format!("servers.{}", s.name));
-        }
         if s.monitoring.is_some() {
             add(
                 "the monitoring agent",

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::Https;
+use webstack_net::http::{AcmeChallenges, Https};
 use webstack_tls::{check_pair, load_pair, renew_at, LoadedPair, LocalCa, ReloadableCert};
 use webstack_topology::{CertificateSource, Design, Server, Tls};
 
@@ -53,8 +53,9 @@ pub fn start_endpoint(
     let addr = SocketAddr::new(server.address, tls.port);
     let listener = crate::firewall::bind(addr)?;
     let names = site_names(&opts.design);
-    let source = CertSource::new(opts, server, tls, &names)?;
-    let first = source.fetch()?;
+    let challenges = Arc::new(AcmeChallenges::default());
+    let source = CertSource::new(opts, server, tls, &names, &challenges)?;
+    let first = source.first(opts, server)?;
     let cert = ReloadableCert::new(first.certified.clone());
     let config = webstack_tls::server_config(cert.clone())?;
     let report = Report {
@@ -83,6 +84,7 @@ pub fn start_endpoint(
         tls: config,
         hsts_max_age: tls.hsts_max_age,
         redirect_http: tls.redirect_http,
+        acme: Some(challenges),
     })
 }
 
@@ -98,10 +100,21 @@ enum CertSource {
         key: std::path::PathBuf,
         names: Vec<String>,
     },
+    Acme {
+        settings: webstack_tls::AcmeSettings,
+        names: Vec<String>,
+        challenges: Arc<AcmeChallenges>,
+    },
 }
 
 impl CertSource {
-    fn new(opts: &NodeOptions, server: &Server, tls: &Tls, names: &[String]) -> Result<CertSource> {
+    fn new(
+        opts: &NodeOptions,
+        server: &Server,
+        tls: &Tls,
+        names: &[String],
+        challenges: &Arc<AcmeChallenges>,
+    ) -> Result<CertSource> {
         Ok(match &tls.certificate {
             CertificateSource::LocalCa => CertSource::Local {
                 ca: Box::new(LocalCa::load_or_create(
@@ -117,9 +130,20 @@ impl CertSource {
                 key: key.clone(),
                 names: names.to_vec(),
             },
-            CertificateSource::Acme { .. } => {
-                anyhow::bail!("ACME certificates are not built yet")
-            }
+            CertificateSource::Acme {
+                directory,
+                root_ca,
+                email,
+            } => CertSource::Acme {
+                settings: webstack_tls::AcmeSettings {
+                    directory: directory.clone(),
+                    root_ca: root_ca.clone(),
+                    email: email.clone(),
+                    account_file: webstack_tls::account_file(&opts.layout.server_dir(&server.name)),
+                },
+                names: names.to_vec(),
+                challenges: challenges.clone(),
+            },
         })
     }
 
@@ -127,36 +151,68 @@ impl CertSource {
         match self {
             CertSource::Local { .. } => "local CA".into(),
             CertSource::Files { .. } => "files".into(),
+            CertSource::Acme { settings, .. } => format!("ACME ({})", settings.directory),
         }
     }
 
-    /// A certificate to serve now: a new leaf from the CA, or the files as they are.
-    fn fetch(&self) -> Result<LoadedPair> {
+    /// The certificate to start with. An ACME order needs the site's HTTP port to be
+    /// served already (the validation request comes to it), so an ACME endpoint starts
+    /// with a leaf of the stack's CA and swaps in the ordered one as soon as it arrives.
+    fn first(&self, opts: &NodeOptions, server: &Server) -> Result<LoadedPair> {
         match self {
-            CertSource::Local { ca, names, ips } => {
-                let issued = ca.issue(names, ips, webstack_tls::LEAF_LIFETIME)?;
-                Ok(check_pair(
-                    issued.chain_pem.as_bytes(),
-                    issued.key_pem.as_bytes(),
-                    ca.cert_path(),
-                    ca.cert_path(),
-                    names,
-                    SystemTime::now(),
-                )?)
+            CertSource::Acme { names, .. } => {
+                let ca = LocalCa::load_or_create(
+                    &opts.layout.tls_dir(),
+                    &opts.design.name,
+                    &opts.design.domain,
+                )?;
+                issue_from(&ca, names, &[server.address])
             }
+            CertSource::Local { ca, names, ips } => issue_from(ca, names, ips),
             CertSource::Files { cert, key, names } => {
                 Ok(load_pair(cert, key, names, SystemTime::now())?)
             }
         }
     }
 
+    /// A certificate to serve now: a new leaf from the CA, the files as they are, or a
+    /// new order from the ACME server.
+    async fn fetch(&self) -> Result<LoadedPair> {
+        match self {
+            CertSource::Local { ca, names, ips } => issue_from(ca, names, ips),
+            CertSource::Files { cert, key, names } => {
+                Ok(load_pair(cert, key, names, SystemTime::now())?)
+            }
+            CertSource::Acme {
+                settings,
+                names,
+                challenges,
+            } => {
+                let publish = |token: &str, key: Option<&str>| challenges.set(token, key);
+                let ordered = webstack_tls::acme_order(settings, names, &publish).await?;
+                let path = std::path::Path::new(&settings.directory);
+                Ok(check_pair(
+                    ordered.chain_pem.as_bytes(),
+                    ordered.key_pem.as_bytes(),
+                    path,
+                    path,
+                    names,
+                    SystemTime::now(),
+                )?)
+            }
+        }
+    }
+
     /// When to look again: at the renewal time of a CA leaf; every few seconds for files,
     /// which are replaced from outside.
-    fn next_check(&self, serving: &LoadedPair) -> Duration {
+    fn next_check(&self, serving: &LoadedPair, ordered: bool) -> Duration {
         match self {
-            CertSource::Local { .. } => renew_at(serving.info.not_before, serving.info.not_after)
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO),
+            CertSource::Acme { .. } if !ordered => Duration::ZERO,
+            CertSource::Local { .. } | CertSource::Acme { .. } => {
+                renew_at(serving.info.not_before, serving.info.not_after)
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+            }
             CertSource::Files { .. } => FILE_WATCH,
         }
     }
@@ -173,10 +229,12 @@ async fn keep_current(
     cert: Arc<ReloadableCert>,
     report: Report,
 ) {
+    let mut ordered = false;
     loop {
-        tokio::time::sleep(source.next_check(&serving)).await;
-        match source.fetch() {
+        tokio::time::sleep(source.next_check(&serving, ordered)).await;
+        match source.fetch().await {
             Ok(next) if source.changed(&serving, &next) => {
+                ordered = true;
                 cert.replace(next.certified.clone());
                 report.serving(&next);
                 eprintln!(
@@ -261,4 +319,16 @@ pub fn check_certificate_files(design: &Design) -> Vec<String> {
         }
     }
     problems
+}
+
+fn issue_from(ca: &LocalCa, names: &[String], ips: &[std::net::IpAddr]) -> Result<LoadedPair> {
+    let issued = ca.issue(names, ips, webstack_tls::LEAF_LIFETIME)?;
+    Ok(check_pair(
+        issued.chain_pem.as_bytes(),
+        issued.key_pem.as_bytes(),
+        ca.cert_path(),
+        ca.cert_path(),
+        names,
+        SystemTime::now(),
+    )?)
 }

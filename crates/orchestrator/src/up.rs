@@ -366,7 +366,7 @@ fn log_tail(path: &std::path::Path, lines: usize) -> String {
         .join("\n")
 }
 
-/// Whether any TLS endpoint of the design takes its certificate from the stack's CA.
+/// Whether any TLS endpoint of the design takes a certificate from the stack's CA.
 fn uses_local_ca(design: &Design) -> bool {
     design.servers.iter().any(|s| {
         [
@@ -375,7 +375,13 @@ fn uses_local_ca(design: &Design) -> bool {
         ]
         .into_iter()
         .flatten()
-        .any(|t| t.certificate == webstack_topology::CertificateSource::LocalCa)
+        // An ACME endpoint serves a leaf of the stack's CA until its order completes.
+        .any(|t| {
+            !matches!(
+                t.certificate,
+                webstack_topology::CertificateSource::Files { .. }
+            )
+        })
     })
 }
 

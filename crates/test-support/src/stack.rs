@@ -36,11 +36,16 @@ pub fn unique_subnet() -> [u8; 3] {
 impl Stack {
     /// Runs `webstack up DESIGN --detach` and panics with its output if it fails.
     pub fn up(bin: &Path, design: &str) -> Stack {
+        Stack::up_on(bin, design, unique_subnet())
+    }
+
+    /// `up` on a /24 the test chose (from `unique_subnet`), for tests that must know the
+    /// stack's addresses before it starts.
+    pub fn up_on(bin: &Path, design: &str, subnet: [u8; 3]) -> Stack {
         let state = tempfile::Builder::new()
             .prefix("ws")
             .tempdir()
             .expect("a temporary state directory");
-        let subnet = unique_subnet();
         let mut stack = Stack {
             bin: bin.to_path_buf(),
             state,

@@ -7,12 +7,14 @@
 //! Architecture invariant: knows certificates, keys, names and files; nothing of designs,
 //! sockets or HTTP.
 
+mod acme;
 mod ca;
 mod config;
 mod files;
 mod info;
 mod renewal;
 
+pub use acme::{account_file, order as acme_order, AcmeSettings, Ordered};
 pub use ca::{Issued, LocalCa, LEAF_LIFETIME};
 pub use config::{server_config, ReloadableCert};
 pub use files::{check_pair, load_pair, LoadedPair};
@@ -56,4 +58,6 @@ pub enum TlsError {
     Generate(String),
     #[error("TLS configuration: {0}")]
     Config(String),
+    #[error("ACME: {0}")]
+    Acme(String),
 }
