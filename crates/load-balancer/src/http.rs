@@ -29,7 +29,7 @@ const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct HttpProxy {
     pub pool: Arc<BackendPool>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     retries: u32,
     timeouts: LbTimeouts,
     server_name: String,
@@ -42,11 +42,31 @@ impl HttpProxy {
         retries: u32,
         timeouts: LbTimeouts,
         server_name: &str,
+        backend_roots: &[Vec<u8>],
     ) -> HttpProxy {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(local));
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // Re-encryption to backends with a TLS port, verified against the roots that
+        // issued their certificates (the stack's CA); plain HTTP to the others.
+        let mut roots = rustls::RootCertStore::empty();
+        for der in backend_roots {
+            let _ = roots.add(rustls_pki_types::CertificateDer::from(der.clone()));
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .pool_max_idle_per_host(256)
@@ -126,7 +146,11 @@ impl HttpProxy {
                 Err(NoBackend::NoneAvailable) => break,
             };
             let backend = lease.backend();
-            let uri: Uri = match format!("http://{}{path}", backend.config.addr).parse() {
+            let target = match backend.config.tls_addr {
+                Some(tls) => format!("https://{tls}{path}"),
+                None => format!("http://{}{path}", backend.config.addr),
+            };
+            let uri: Uri = match target.parse() {
                 Ok(u) => u,
                 Err(_) => {
                     return text(

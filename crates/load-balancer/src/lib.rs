@@ -46,17 +46,31 @@ pub struct LbConfig {
     pub proxy_protocol: bool,
     pub health_check: HealthCheck,
     pub timeouts: LbTimeouts,
+    /// DER certificates trusted for re-encrypted traffic to backends' TLS ports.
+    pub backend_roots: Vec<Vec<u8>>,
 }
 
-/// Runs the load balancer on `listener` (traffic), `https` (TLS ends here; http mode
-/// only) and `stats` (stats page, metrics and admin commands) until `shutdown`.
+/// Where a load balancer's TLS port goes: ended here (http mode), or passed through to
+/// the backends' TLS ports (tcp mode).
+pub enum TlsFront {
+    Terminate(Https),
+    PassThrough(Listener),
+}
+
+/// Runs the load balancer on `listener` (traffic), `tls` (its TLS port, if any) and
+/// `stats` (stats page, metrics and admin commands) until `shutdown`.
 pub async fn run(
     config: LbConfig,
     listener: Listener,
-    https: Option<Https>,
+    tls: Option<TlsFront>,
     stats: Listener,
     shutdown: CancellationToken,
 ) {
+    let (https, passthrough) = match tls {
+        Some(TlsFront::Terminate(h)) => (Some(h), None),
+        Some(TlsFront::PassThrough(l)) => (None, Some(l)),
+        None => (None, None),
+    };
     let pool = Arc::new(BackendPool::new(
         config.backends.clone(),
         config.algorithm,
@@ -91,6 +105,7 @@ pub async fn run(
                 config.retries,
                 config.timeouts.clone(),
                 &config.server_name,
+                &config.backend_roots,
             ));
             let limits = HttpLimits {
                 header_read_timeout: config.timeouts.client,
@@ -109,16 +124,29 @@ pub async fn run(
             .await;
         }
         LbMode::Tcp => {
-            tcp::serve(
-                listener,
-                pool,
-                config.local_address,
-                config.retries,
-                config.timeouts.clone(),
-                config.proxy_protocol,
-                shutdown.clone(),
-            )
-            .await
+            let settings = tcp::TcpSettings {
+                local: config.local_address,
+                retries: config.retries,
+                timeouts: config.timeouts.clone(),
+                proxy_protocol: config.proxy_protocol,
+                to_tls: false,
+            };
+            let passthrough = passthrough.map(|listener| {
+                let settings = tcp::TcpSettings {
+                    to_tls: true,
+                    ..settings.clone()
+                };
+                tokio::spawn(tcp::serve(
+                    listener,
+                    pool.clone(),
+                    settings,
+                    shutdown.clone(),
+                ))
+            });
+            tcp::serve(listener, pool, settings, shutdown.clone()).await;
+            if let Some(task) = passthrough {
+                let _ = task.await;
+            }
         }
     }
     let _ = checks.await;

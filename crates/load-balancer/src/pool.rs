@@ -18,7 +18,11 @@ use crate::selection::{Candidate, Selector};
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
     pub name: String,
+    /// Plain HTTP (health checks; traffic too unless `tls_addr` is set).
     pub addr: SocketAddr,
+    /// The backend's TLS port: http mode re-encrypts traffic to it, tcp mode passes the
+    /// client's TLS through to it.
+    pub tls_addr: Option<SocketAddr>,
     pub weight: u32,
     pub backup: bool,
 }

@@ -14,13 +14,22 @@ use webstack_topology::LbTimeouts;
 use crate::pool::BackendPool;
 use webstack_net::proxy_protocol::header_v2;
 
+/// How a layer-4 front reaches its backends.
+#[derive(Debug, Clone)]
+pub struct TcpSettings {
+    /// The balancer's own address: connections to backends leave from it.
+    pub local: IpAddr,
+    pub retries: u32,
+    pub timeouts: LbTimeouts,
+    pub proxy_protocol: bool,
+    /// To the backends' TLS ports (TLS passed through) instead of their plain ones.
+    pub to_tls: bool,
+}
+
 pub async fn serve(
     listener: Listener,
     pool: Arc<BackendPool>,
-    local: IpAddr,
-    retries: u32,
-    timeouts: LbTimeouts,
-    proxy_protocol: bool,
+    settings: TcpSettings,
     shutdown: CancellationToken,
 ) {
     let frontend = listener.local_addr();
@@ -32,38 +41,42 @@ pub async fn serve(
                 Err(_) => continue,
             },
         };
-        let (pool, timeouts, shutdown) = (pool.clone(), timeouts.clone(), shutdown.clone());
+        let (pool, settings, shutdown) = (pool.clone(), settings.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = relay(client, peer, frontend, pool, local, retries, timeouts, proxy_protocol) => {}
+                _ = relay(client, peer, frontend, pool, settings) => {}
             }
         });
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn relay(
     mut client: TcpStream,
     peer: SocketAddr,
     frontend: SocketAddr,
     pool: Arc<BackendPool>,
-    local: IpAddr,
-    retries: u32,
-    timeouts: LbTimeouts,
-    proxy_protocol: bool,
+    settings: TcpSettings,
 ) {
+    let TcpSettings {
+        local,
+        retries,
+        timeouts,
+        proxy_protocol,
+        to_tls,
+    } = settings;
     let mut tried = Vec::new();
     for attempt in 0..=retries {
         let Ok(lease) = pool.acquire(peer.ip(), &tried, timeouts.queue).await else {
             return;
         };
         let backend = lease.backend();
-        let connect = tokio::time::timeout(
-            timeouts.connect,
-            webstack_net::connect_from(local, backend.config.addr),
-        )
-        .await;
+        let target = match backend.config.tls_addr {
+            Some(tls) if to_tls => tls,
+            _ => backend.config.addr,
+        };
+        let connect =
+            tokio::time::timeout(timeouts.connect, webstack_net::connect_from(local, target)).await;
         match connect {
             Ok(Ok(mut upstream)) => {
                 if proxy_protocol
@@ -83,10 +96,7 @@ async fn relay(
             }
             _ => {
                 backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                let reason = format!(
-                    "cannot connect to {} ({})",
-                    backend.config.name, backend.config.addr
-                );
+                let reason = format!("cannot connect to {} ({})", backend.config.name, target);
                 pool.eject(lease.index, &reason);
                 tried.push(lease.index);
                 if attempt < retries {

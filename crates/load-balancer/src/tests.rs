@@ -133,6 +133,7 @@ impl Lab {
                 .map(|(name, b)| BackendConfig {
                     name: name.to_string(),
                     addr: b.addr,
+                    tls_addr: None,
                     weight: 1,
                     backup: false,
                 })
@@ -155,6 +156,7 @@ impl Lab {
                 client: Duration::from_secs(5),
                 queue: Duration::from_millis(300),
             },
+            backend_roots: Vec::new(),
         };
         tweak(&mut config);
         let (listener, stats) = self.rt.block_on(async {

@@ -219,10 +219,11 @@ fn start_load_balancer(
         .iter()
         .filter_map(|b| {
             let s = opts.design.server(&b.server)?;
-            let port = s.web.as_ref()?.port;
+            let web = s.web.as_ref()?;
             Some(webstack_load_balancer::BackendConfig {
                 name: b.server.clone(),
-                addr: SocketAddr::new(s.address, port),
+                addr: SocketAddr::new(s.address, web.port),
+                tls_addr: web.tls.as_ref().map(|t| SocketAddr::new(s.address, t.port)),
                 weight: b.weight,
                 backup: b.backup,
             })
@@ -250,27 +251,37 @@ fn start_load_balancer(
         proxy_protocol: lb.proxy_protocol,
         health_check: lb.health_check.clone(),
         timeouts: lb.timeouts.clone(),
+        backend_roots: tls::backend_roots(opts, lb)?,
     };
     status.add(
         "load_balancer",
         vec![addr, stats_addr],
         ComponentState::Ready,
     );
-    let https = lb
-        .tls
-        .as_ref()
-        .map(|t| tls::start_endpoint(opts, server, "load_balancer", t, status, tasks, shutdown))
-        .transpose()?;
-    if let Some(h) = &https {
+    // In http mode TLS ends here; in tcp mode it passes through to the web servers.
+    let tls_front = match (&lb.tls, lb.mode) {
+        (None, _) => None,
+        (Some(t), webstack_topology::LbMode::Http) => {
+            Some(webstack_load_balancer::TlsFront::Terminate(
+                tls::start_endpoint(opts, server, "load_balancer", t, status, tasks, shutdown)?,
+            ))
+        }
+        (Some(t), webstack_topology::LbMode::Tcp) => {
+            Some(webstack_load_balancer::TlsFront::PassThrough(
+                firewall::bind(SocketAddr::new(server.address, t.port))?,
+            ))
+        }
+    };
+    if let Some(t) = &lb.tls {
         status.update(|s| {
             if let Some(c) = s.components.iter_mut().find(|c| c.kind == "load_balancer") {
-                c.listen.push(h.listener.local_addr());
+                c.listen.push(SocketAddr::new(server.address, t.port));
             }
         });
     }
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        webstack_load_balancer::run(config, listener, https, stats, shutdown).await;
+        webstack_load_balancer::run(config, listener, tls_front, stats, shutdown).await;
         Ok(())
     });
     Ok(())

@@ -332,3 +332,46 @@ fn issue_from(ca: &LocalCa, names: &[String], ips: &[std::net::IpAddr]) -> Resul
         SystemTime::now(),
     )?)
 }
+
+/// What a load balancer trusts when it re-encrypts to its backends' TLS ports: the
+/// stack's CA (which issues local and stop-gap certificates) and the last certificate of
+/// each backend's certificate file (its issuer). ACME-issued backends are trusted through
+/// the stack's CA only until their order completes; use local CA certificates between
+/// tiers.
+pub fn backend_roots(
+    opts: &NodeOptions,
+    lb: &webstack_topology::LoadBalancer,
+) -> Result<Vec<Vec<u8>>> {
+    use rustls_pki_types::pem::PemObject;
+    let tls_backends: Vec<&Tls> = lb
+        .backends
+        .iter()
+        .filter_map(|b| opts.design.server(&b.server)?.web.as_ref()?.tls.as_ref())
+        .collect();
+    if tls_backends.is_empty() || lb.mode != webstack_topology::LbMode::Http {
+        return Ok(Vec::new());
+    }
+    let ca = LocalCa::load_or_create(
+        &opts.layout.tls_dir(),
+        &opts.design.name,
+        &opts.design.domain,
+    )?;
+    let mut roots: Vec<Vec<u8>> =
+        rustls_pki_types::CertificateDer::pem_slice_iter(ca.cert_pem().as_bytes())
+            .filter_map(|c| c.ok())
+            .map(|c| c.to_vec())
+            .collect();
+    for tls in tls_backends {
+        if let CertificateSource::Files { cert, .. } = &tls.certificate {
+            let text =
+                std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+            if let Some(last) = rustls_pki_types::CertificateDer::pem_slice_iter(&text)
+                .filter_map(|c| c.ok())
+                .last()
+            {
+                roots.push(last.to_vec());
+            }
+        }
+    }
+    Ok(roots)
+}

@@ -857,7 +857,15 @@ impl Validator<'_> {
             let timeouts = LbTimeouts { connect: ms(t.connect_ms, 5_000), server: ms(t.server_ms, 30_000), client: ms(t.client_ms, 30_000), queue: ms(t.queue_ms, 5_000) };
             let tls = lb.tls.map(|t| {
                 take_port(&t.get_ref().port, format!("{key}.tls.port"), &t.span());
-                self.tls(t, &key)
+                let span = t.span();
+                let tls = self.tls(t, &key);
+                // A layer-4 balancer does not end TLS: its TLS port passes the client's
+                // TLS through to the web servers' own TLS ports.
+                if mode == LbMode::Tcp && (tls.certificate != CertificateSource::LocalCa || tls.hsts_max_age.is_some()) {
+                    self.problem(span, format!("{key}.tls"), "a tcp-mode load balancer passes TLS through and serves no certificate or HSTS of its own",
+                        Some("put cert/key/acme and hsts_max_age on the web servers' tls, or use mode = \"http\" to end TLS here".into()));
+                }
+                tls
             });
             LoadBalancer {
                 port: self.port(lb.port, &format!("{key}.port"), DEFAULT_HTTP_PORT),
@@ -1245,6 +1253,35 @@ impl Validator<'_> {
     }
 
     fn cross_server_checks(&mut self, servers: &[Server]) {
+        // A tcp-mode balancer's TLS port goes to its backends' TLS ports.
+        for s in servers {
+            let Some(lb) = s
+                .load_balancer
+                .as_ref()
+                .filter(|l| l.mode == LbMode::Tcp && l.tls.is_some())
+            else {
+                continue;
+            };
+            let plain: Vec<&str> = lb
+                .backends
+                .iter()
+                .filter(|b| {
+                    servers
+                        .iter()
+                        .find(|o| o.name == b.server)
+                        .is_some_and(|o| o.web.as_ref().is_some_and(|w| w.tls.is_none()))
+                })
+                .map(|b| b.server.as_str())
+                .collect();
+            if !plain.is_empty() {
+                self.problem(
+                    0..0,
+                    format!("servers.{}.load_balancer.tls", s.name),
+                    format!("a tcp-mode load balancer passes TLS through, but {} serve no TLS", plain.join(", ")),
+                    Some(format!("give their web servers tls = {{ port = {} }}, or use mode = \"http\" to end TLS at {}", lb.tls.as_ref().map_or(443, |t| t.port), s.name)),
+                );
+            }
+        }
         // One primary per design: a second one would be a second, unrelated copy of the
         // data that the app servers split their writes across.
         if self.primaries.len() > 1 {

@@ -383,3 +383,143 @@ fn bad_certificate_files_are_clear_errors_at_validate() {
         );
     }
 }
+
+/// Established TCP connections from `from` to `to`, from /proc/net/tcp.
+fn established(from: std::net::IpAddr, to: SocketAddr) -> usize {
+    let std::net::IpAddr::V4(from) = from else {
+        return 0;
+    };
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let hex = |ip: std::net::Ipv4Addr, port: u16| {
+        format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), port)
+    };
+    let std::net::IpAddr::V4(to_ip) = to.ip() else {
+        return 0;
+    };
+    let local = hex(to_ip, to.port());
+    text.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[1] == local
+                && f[3] == "01"
+                && f[2].split(':').next()
+                    == Some(&format!("{:08X}", u32::from_le_bytes(from.octets())))
+        })
+        .count()
+}
+
+#[test]
+fn tls_ends_at_the_balancer_and_is_encrypted_again_to_the_web_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let design = secured_design(dir.path(), "tls = { port = 8443 }");
+    let text = std::fs::read_to_string(&design)
+        .unwrap()
+        .replace(
+            "[servers.server1.web]\nport = 8080",
+            "[servers.server1.web]\nport = 8080\ntls = { port = 8443 }",
+        )
+        .replace(
+            "[servers.server2.web]\nport = 8080",
+            "[servers.server2.web]\nport = 8080\ntls = { port = 8443 }",
+        );
+    assert_eq!(text.matches("tls = { port = 8443 }").count(), 3);
+    std::fs::write(&design, text).unwrap();
+    let stack = Stack::up(BIN.as_ref(), design.to_str().unwrap());
+    let ca = stack
+        .state_dir()
+        .join(format!("stacks/{}/tls/ca.crt", stack.name));
+    let lb = stack.host(10);
+    for _ in 0..4 {
+        let (ok, out) = run(Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .args([
+                "--resolve",
+                &format!("www.foobar.com:8443:{lb}"),
+                "https://www.foobar.com:8443/api/messages",
+            ]));
+        assert_eq!((ok, out.as_str()), (true, "200"));
+    }
+    // The balancer's kept-alive connections to the web servers are to their TLS ports.
+    let to_tls: usize = [11, 12]
+        .iter()
+        .map(|n| established(lb, SocketAddr::new(stack.host(*n), 8443)))
+        .sum();
+    assert!(
+        to_tls >= 1,
+        "no connection from the balancer to a web server's TLS port"
+    );
+    let to_plain: usize = [11, 12]
+        .iter()
+        .map(|n| established(lb, SocketAddr::new(stack.host(*n), 8080)))
+        .sum();
+    assert_eq!(to_plain, 0, "traffic went to a plain port");
+}
+
+#[test]
+fn a_tcp_balancer_passes_tls_through_to_the_web_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let design = secured_design(dir.path(), "mode = \"tcp\"\ntls = { port = 8443 }");
+    let text = std::fs::read_to_string(&design)
+        .unwrap()
+        .replace(
+            "[servers.server1.web]\nport = 8080",
+            "[servers.server1.web]\nport = 8080\ntls = { port = 8443 }",
+        )
+        .replace(
+            "[servers.server2.web]\nport = 8080",
+            "[servers.server2.web]\nport = 8080\ntls = { port = 8443 }",
+        );
+    std::fs::write(&design, text).unwrap();
+    let stack = Stack::up(BIN.as_ref(), design.to_str().unwrap());
+    let ca = stack
+        .state_dir()
+        .join(format!("stacks/{}/tls/ca.crt", stack.name));
+    let lb = stack.host(10);
+    let mut served_by = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        // One connection at a time, round robin: the certificate verifies against the
+        // stack's CA and is a web server's own (it names the web server's address).
+        let (ok, text) = run(Command::new("sh").arg("-c").arg(format!(
+            "openssl s_client -connect {lb}:8443 -servername www.foobar.com -CAfile {} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
+            ca.display()
+        )));
+        assert!(ok, "{text}");
+        for n in [11, 12] {
+            if text.contains(&stack.host(n).to_string()) {
+                served_by.insert(n);
+            }
+        }
+        assert!(
+            !text.contains(&lb.to_string()),
+            "the balancer ended TLS: {text}"
+        );
+    }
+    assert_eq!(
+        served_by.len(),
+        2,
+        "round robin over both web servers' TLS: {served_by:?}"
+    );
+    let (ok, out) = run(Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .args([
+            "--resolve",
+            &format!("www.foobar.com:8443:{lb}"),
+            "https://www.foobar.com:8443/",
+        ]));
+    assert_eq!(
+        (ok, out.as_str()),
+        (true, "200 2"),
+        "HTTP/2 end to end with the web server"
+    );
+}
