@@ -18,11 +18,15 @@ use webstack_orchestrator as orchestrator;
 /// (clap also exits with 2 for unknown flags), 3 `check --fail-on` found a finding at or
 /// above the given severity.
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when the reader of our output goes away
-    // (`webstack status | head`) instead of panicking on a failed print.
-    // SAFETY: restoring the default action of a signal before any thread starts.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`webstack status | head`) instead of panicking on a failed print. Never in a node:
+    // a server writes to sockets whose peers may reset at any moment, and a vectored write
+    // (writev, which has no MSG_NOSIGNAL) to a reset connection would kill the server.
+    if !matches!(cli.command, Commands::Node { .. }) {
+        // SAFETY: restoring the default action of a signal before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -184,6 +184,23 @@ fn https_with_the_stacks_own_ca() {
         "the session was not resumed: {out}"
     );
 
+    // Regression: clients that reset connections while the server writes (s_time's
+    // handshake-and-drop) once killed the node with SIGPIPE from a vectored write.
+    let lb_pid = stack.server("lb1")["pid"].as_u64().unwrap() as u32;
+    let (_, out) = run(Command::new("openssl").args([
+        "s_time",
+        "-connect",
+        &format!("{lb}:8443"),
+        "-new",
+        "-time",
+        "2",
+    ]));
+    assert!(out.contains("connections in"), "{out}");
+    assert!(
+        webstack_test_support::alive(lb_pid),
+        "lb1's node died under s_time:\n{out}"
+    );
+
     // `webstack status` shows the endpoint's certificate.
     let status = stack.ok(&["status"]);
     assert!(
