@@ -21,7 +21,8 @@ use crate::DatabaseError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "role")]
 pub enum ReplicationRole {
-    /// Takes writes. `replica_hosts` are the addresses replicas connect from.
+    /// Takes writes. `replica_hosts` are the addresses replicas connect from: every member
+    /// of the cluster, since any of them may replicate from any other after a promotion.
     Primary { replica_hosts: Vec<IpAddr> },
     /// Replicates from the primary at that address, read-only.
     Replica { primary: SocketAddr },
@@ -101,9 +102,9 @@ pub async fn root_conn(socket: &Path) -> Result<mysql_async::Conn, mysql_async::
     mysql_async::Conn::new(opts).await
 }
 
-/// On the primary: the replication user (one grant per replica address, and 127.0.0.1,
-/// since MariaDB's replica connects from the address the kernel picks and has no
-/// MASTER_BIND) and the heartbeat table.
+/// On the primary: the replication user (one grant per member address: replicas connect
+/// through their node's relay, which connects from the replica's own address, and the
+/// accounts replicate to every member for after a promotion) and the heartbeat table.
 pub async fn setup_primary(
     conn: &mut mysql_async::Conn,
     s: &ReplicationSettings,
@@ -111,9 +112,7 @@ pub async fn setup_primary(
     let ReplicationRole::Primary { replica_hosts } = &s.role else {
         return Ok(());
     };
-    let mut hosts: Vec<String> = replica_hosts.iter().map(|h| h.to_string()).collect();
-    hosts.push("127.0.0.1".into());
-    for host in hosts {
+    for host in replica_hosts.iter().map(|h| h.to_string()) {
         let account = format!("{}@{}", quote_str(&s.user), quote_str(&host));
         let password = quote_str(&s.password);
         conn.query_drop(format!(

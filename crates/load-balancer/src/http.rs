@@ -13,12 +13,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as HttpBody, Frame, Incoming};
 use hyper::header::HeaderValue;
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use webstack_net::http::{
-    forwarded_headers, remove_hop_by_hop, request_id, root_cause, text, Body, BoxError,
+    forwarded_headers, outgoing, remove_hop_by_hop, request_id, root_cause, text, Body, BoxError,
 };
 use webstack_topology::LbTimeouts;
 
@@ -150,21 +150,10 @@ impl HttpProxy {
                 Some(tls) => format!("https://{tls}{path}"),
                 None => format!("http://{}{path}", backend.config.addr),
             };
-            let uri: Uri = match target.parse() {
-                Ok(u) => u,
-                Err(_) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        "400 Bad Request: the request target is not a valid path",
-                    )
-                }
+            let out = match outgoing(&parts.method, &target, Full::new(body.clone()), &headers) {
+                Ok(out) => out,
+                Err(bad_target) => return *bad_target,
             };
-            let mut out = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri)
-                .body(Full::new(body.clone()))
-                .expect("parts of a valid request");
-            *out.headers_mut() = headers.clone();
             let started = Instant::now();
             match tokio::time::timeout(self.timeouts.server, self.client.request(out)).await {
                 Ok(Ok(resp)) => {

@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
@@ -42,10 +42,7 @@ pub fn spawn_unix_front(listener: Listener, socket: PathBuf, shutdown: Cancellat
                 if upstream.write_all(&header_v2(peer, local)).await.is_err() {
                     return;
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                }
+                splice(&mut client, &mut upstream, &shutdown).await;
             });
         }
     });
@@ -61,23 +58,39 @@ pub fn spawn_tcp_forward(
 ) {
     tokio::spawn(async move {
         loop {
-            let (mut client, _) = tokio::select! {
+            let (client, _) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(_) => continue,
                 },
             };
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let Ok(mut upstream) = connect_from(local, remote).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                }
-            });
+            tokio::spawn(forward_from(client, local, remote, shutdown.clone()));
         }
     });
+}
+
+/// Connects to `remote` from `local` and splices `client` to it until either side ends or
+/// `shutdown`. A refused connection just closes the client's, which its program reports
+/// like any failed connect.
+pub(crate) async fn forward_from<C: AsyncRead + AsyncWrite + Unpin>(
+    mut client: C,
+    local: IpAddr,
+    remote: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    if let Ok(mut upstream) = connect_from(local, remote).await {
+        splice(&mut client, &mut upstream, &shutdown).await;
+    }
+}
+
+async fn splice<A, B>(a: &mut A, b: &mut B, shutdown: &CancellationToken)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::io::copy_bidirectional(a, b) => {}
+    }
 }

@@ -211,6 +211,29 @@ pub fn forwarded_headers(
     Ok(headers)
 }
 
+/// The request a proxy sends on: `method` to the absolute `target` URL with `body` and
+/// the forwarded `headers`. `Err` is the 400 for a target that is no valid URL.
+pub fn outgoing<B>(
+    method: &hyper::Method,
+    target: &str,
+    body: B,
+    headers: &HeaderMap,
+) -> Result<hyper::Request<B>, Box<Response<Body>>> {
+    let uri: hyper::Uri = target.parse().map_err(|_| {
+        Box::new(text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the request target is not a valid path",
+        ))
+    })?;
+    let mut out = hyper::Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .body(body)
+        .expect("parts of a valid request");
+    *out.headers_mut() = headers.clone();
+    Ok(out)
+}
+
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<String> = headers
         .get_all(header::CONNECTION)

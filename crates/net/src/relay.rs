@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect_from;
-
 /// Listens on `socket_path` (replacing a stale socket file) and relays every connection
 /// to `remote` from `local` until `shutdown`. Returns once the socket is listening.
 pub fn spawn_tcp_relay(
@@ -29,25 +27,19 @@ pub fn spawn_tcp_relay(
     let cleanup = path.clone();
     tokio::spawn(async move {
         loop {
-            let mut client = tokio::select! {
+            let client = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(_) => continue,
                 },
             };
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                // A refused connection closes the client's socket, and the client library
-                // reports it like any failed connect.
-                let Ok(mut upstream) = connect_from(local, remote).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                }
-            });
+            tokio::spawn(crate::front::forward_from(
+                client,
+                local,
+                remote,
+                shutdown.clone(),
+            ));
         }
         let _ = std::fs::remove_file(cleanup);
     });

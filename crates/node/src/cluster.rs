@@ -69,10 +69,12 @@ pub fn replication_settings(
         .chain(replicas.iter().map(String::as_str))
         .collect();
     let role = if primary == server {
+        // Every member, itself included: the accounts replicate to the others, and after a
+        // promotion any member replicates from any other (through its relay, so from its
+        // own address).
         ReplicationRole::Primary {
             replica_hosts: members
                 .iter()
-                .filter(|m| **m != server)
                 .filter_map(|m| design.server(m))
                 .map(|s| s.address)
                 .collect(),

@@ -159,39 +159,7 @@ impl Stack {
 
     /// Every process id the stack has recorded: nodes and the children they run.
     pub fn recorded_pids(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        let root = self.state.path().join("stacks");
-        for stack in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            if let Ok(bytes) = std::fs::read(stack.path().join("stack.json")) {
-                let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                pids.extend(
-                    v["nodes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| n["pid"].as_u64())
-                        .map(|p| p as u32),
-                );
-            }
-            for server in std::fs::read_dir(stack.path().join("servers"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Ok(bytes) = std::fs::read(server.path().join("node.json")) {
-                    let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                    pids.extend(
-                        v["components"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|c| c["child_pid"].as_u64())
-                            .map(|p| p as u32),
-                    );
-                }
-            }
-        }
-        pids
+        recorded_pids(self.state.path())
     }
 
     /// `webstack down`, checked.
@@ -217,6 +185,44 @@ impl Drop for Stack {
             }
         }
     }
+}
+
+/// Every process id recorded under a state directory: the nodes of every stack (from
+/// stack.json) and the children they run (from each node.json).
+pub fn recorded_pids(state_dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let root = state_dir.join("stacks");
+    for stack in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        if let Ok(bytes) = std::fs::read(stack.path().join("stack.json")) {
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            pids.extend(
+                v["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n["pid"].as_u64())
+                    .map(|p| p as u32),
+            );
+        }
+        for server in std::fs::read_dir(stack.path().join("servers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(bytes) = std::fs::read(server.path().join("node.json")) {
+                let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                pids.extend(
+                    v["components"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c["child_pid"].as_u64())
+                        .map(|p| p as u32),
+                );
+            }
+        }
+    }
+    pids
 }
 
 pub use webstack_net::process::alive;

@@ -8,11 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use webstack_net::http::{forwarded_headers, remove_hop_by_hop, root_cause, text, Body};
+use webstack_net::http::{forwarded_headers, outgoing, remove_hop_by_hop, root_cause, text, Body};
 
 /// Timeouts and limits of the proxy. The defaults follow nginx's.
 #[derive(Debug, Clone)]
@@ -123,21 +123,11 @@ impl Proxy {
         let mut last_error = String::new();
         for i in 0..self.upstreams.len() {
             let upstream = self.upstreams[(start + i) % self.upstreams.len()];
-            let uri: Uri = match format!("http://{upstream}{path}").parse() {
-                Ok(u) => u,
-                Err(_) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        "400 Bad Request: the request target is not a valid path",
-                    )
-                }
+            let target = format!("http://{upstream}{path}");
+            let out = match outgoing(&parts.method, &target, Full::new(body.clone()), &headers) {
+                Ok(out) => out,
+                Err(bad_target) => return *bad_target,
             };
-            let mut out = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri)
-                .body(Full::new(body.clone()))
-                .expect("parts of a valid request");
-            *out.headers_mut() = headers.clone();
             match tokio::time::timeout(self.settings.response_timeout, self.client.request(out))
                 .await
             {

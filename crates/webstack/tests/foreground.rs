@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use webstack_test_support::{alive, eventually, listening_sockets_on, unique_subnet};
+use webstack_test_support::{
+    alive, eventually, listening_sockets_on, recorded_pids, unique_subnet,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webstack");
 
@@ -149,25 +151,8 @@ impl Pipeline {
 
     /// Every pid of the stack: `up` itself, the nodes, and the children they run.
     fn pids(&self) -> Vec<u32> {
-        let mut pids = recorded_node_pids(self.state.path());
+        let mut pids = recorded_pids(self.state.path());
         pids.extend(self.record()["supervisor_pid"].as_u64().map(|p| p as u32));
-        for server in ["dns", "server1"] {
-            let path = self
-                .state
-                .path()
-                .join(format!("stacks/simple/servers/{server}/node.json"));
-            let v: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
-                    .unwrap_or_default();
-            pids.extend(
-                v["components"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c["child_pid"].as_u64())
-                    .map(|p| p as u32),
-            );
-        }
         pids
     }
 

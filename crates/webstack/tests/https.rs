@@ -401,6 +401,17 @@ fn bad_certificate_files_are_clear_errors_at_validate() {
     }
 }
 
+/// The design with `tls = { port = 8443 }` on both web servers.
+fn with_web_tls(design: &str) -> String {
+    let mut text = design.to_string();
+    for server in ["server1", "server2"] {
+        let web = format!("[servers.{server}.web]\nport = 8080");
+        assert!(text.contains(&web));
+        text = text.replace(&web, &format!("{web}\ntls = {{ port = 8443 }}"));
+    }
+    text
+}
+
 /// Established TCP connections from `from` to `to`, from /proc/net/tcp.
 fn established(from: std::net::IpAddr, to: SocketAddr) -> usize {
     let std::net::IpAddr::V4(from) = from else {
@@ -431,16 +442,7 @@ fn established(from: std::net::IpAddr, to: SocketAddr) -> usize {
 fn tls_ends_at_the_balancer_and_is_encrypted_again_to_the_web_servers() {
     let dir = tempfile::tempdir().unwrap();
     let design = secured_design(dir.path(), "tls = { port = 8443 }");
-    let text = std::fs::read_to_string(&design)
-        .unwrap()
-        .replace(
-            "[servers.server1.web]\nport = 8080",
-            "[servers.server1.web]\nport = 8080\ntls = { port = 8443 }",
-        )
-        .replace(
-            "[servers.server2.web]\nport = 8080",
-            "[servers.server2.web]\nport = 8080\ntls = { port = 8443 }",
-        );
+    let text = with_web_tls(&std::fs::read_to_string(&design).unwrap());
     assert_eq!(text.matches("tls = { port = 8443 }").count(), 3);
     std::fs::write(&design, text).unwrap();
     let stack = Stack::up(BIN.as_ref(), design.to_str().unwrap());
@@ -479,16 +481,7 @@ fn tls_ends_at_the_balancer_and_is_encrypted_again_to_the_web_servers() {
 fn a_tcp_balancer_passes_tls_through_to_the_web_servers() {
     let dir = tempfile::tempdir().unwrap();
     let design = secured_design(dir.path(), "mode = \"tcp\"\ntls = { port = 8443 }");
-    let text = std::fs::read_to_string(&design)
-        .unwrap()
-        .replace(
-            "[servers.server1.web]\nport = 8080",
-            "[servers.server1.web]\nport = 8080\ntls = { port = 8443 }",
-        )
-        .replace(
-            "[servers.server2.web]\nport = 8080",
-            "[servers.server2.web]\nport = 8080\ntls = { port = 8443 }",
-        );
+    let text = with_web_tls(&std::fs::read_to_string(&design).unwrap());
     std::fs::write(&design, text).unwrap();
     let stack = Stack::up(BIN.as_ref(), design.to_str().unwrap());
     let ca = stack
