@@ -195,6 +195,9 @@ fn ports(design: &Design, s: &Server) -> Vec<(u16, Protocol, String)> {
     if let Some(a) = &s.app {
         add(a.port, "app server");
     }
+    if let Some(m) = &s.monitoring {
+        add(m.port, "monitoring agent");
+    }
     if let Some(d) = &s.database {
         add(d.port, "database");
         for peer in design.database_members(&s.name) {

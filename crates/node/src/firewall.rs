@@ -58,6 +58,11 @@ pub fn install(design: &Design, server: &str, status: &Arc<StatusFile>) {
     let _ = FIREWALL.set(firewall);
 }
 
+/// The server's firewall, once installed (`None`: it has none).
+pub fn current() -> Option<Arc<ServerFirewall>> {
+    FIREWALL.get().cloned().flatten()
+}
+
 /// Binds a TCP listener of this server, behind its firewall when it has one.
 pub fn bind(addr: SocketAddr) -> Result<webstack_net::Listener, webstack_net::NetError> {
     let listener = webstack_net::Listener::bind(addr)?;

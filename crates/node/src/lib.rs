@@ -8,6 +8,7 @@
 mod cluster;
 mod firewall;
 mod layout;
+mod monitoring;
 mod status;
 mod support;
 mod tls;
@@ -93,6 +94,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         }
         if let Some(lb) = &server.load_balancer {
             start_load_balancer(&opts, server, lb, &status, &mut tasks, &shutdown)?;
+        }
+        if let Some(m) = &server.monitoring {
+            monitoring::start(&opts, server, m.port, &status, &mut tasks, &shutdown)?;
         }
     }
     eprintln!(

@@ -392,26 +392,34 @@ fn print_try_commands(design: &Design, ca: Option<&std::path::Path>) {
     let (ip, port) = (addr.ip(), addr.port());
     say!("Try it:");
     let entry = design.servers.iter().find(|s| s.address == ip);
-    let tls_port = entry.and_then(|s| {
+    let tls = entry.and_then(|s| {
         s.load_balancer
             .as_ref()
             .and_then(|l| l.tls.as_ref())
             .or_else(|| s.web.as_ref().and_then(|w| w.tls.as_ref()))
-            .map(|t| t.port)
     });
-    if let Some(tls_port) = tls_port {
-        let cacert = ca
-            .map(|p| format!("--cacert {} ", p.display()))
-            .unwrap_or_default();
-        if let Some(ca) = ca {
-            say!("  (the stack's certificate authority: {})", ca.display());
+    // The site's URL as a user reaches it: over HTTPS when the entry has TLS (its plain
+    // port only redirects there), with the stack's CA when that issued the certificate.
+    let (scheme, port, flags) = match tls {
+        Some(t) => {
+            if let Some(ca) = ca {
+                say!("  (the stack's certificate authority: {})", ca.display());
+            }
+            let cacert = ca
+                .map(|p| format!("--cacert {} ", p.display()))
+                .unwrap_or_default();
+            ("https", t.port, cacert)
         }
-        say!("  curl {cacert}--resolve {host}:{tls_port}:{ip} https://{host}:{tls_port}/");
-        say!("  curl --http2 {cacert}--resolve {host}:{tls_port}:{ip} https://{host}:{tls_port}/api/messages");
+        None => ("http", port, String::new()),
+    };
+    let base = format!("{scheme}://{host}:{port}");
+    let resolve = format!("{flags}--resolve {host}:{port}:{ip}");
+    say!("  curl {resolve} {base}/");
+    if scheme == "https" {
+        say!("  curl --http2 {resolve} {base}/api/messages");
     }
-    say!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/");
-    say!("  curl --resolve {host}:{port}:{ip} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' http://{host}:{port}/api/messages");
-    say!("  curl --resolve {host}:{port}:{ip} http://{host}:{port}/api/messages");
+    say!("  curl {resolve} -H 'Content-Type: application/json' -d '{{\"author\":\"ada\",\"message\":\"hello\"}}' {base}/api/messages");
+    say!("  curl {resolve} {base}/api/messages");
     say!(
         "  dig @{} -p {} {host}",
         design.dns.address,
