@@ -358,3 +358,50 @@ fn log_rotation_settings() {
     let p = problems(&format!("{GOOD}\n[logs]\nmax_size = \"1KiB\"\n"));
     assert!(p[0].message.contains("too small"), "{p:?}");
 }
+
+#[test]
+fn firewall_rules_and_their_mistakes() {
+    let with = |rules: &str| format!("{GOOD}\n[servers.s1.firewall]\n{rules}\n");
+    let d = parse(&with(
+        "allow = [{ from = \"127.20.0.0/16\", port = 8000, protocol = \"tcp\" }]\ndeny = [{ from = \"s1\" }]",
+    ))
+    .unwrap();
+    let fw = d.servers[0].firewall.as_ref().unwrap();
+    assert_eq!(
+        fw.allow[0].from,
+        FirewallSource::Network {
+            address: "127.20.0.0".parse().unwrap(),
+            prefix: 16
+        }
+    );
+    assert_eq!(
+        (fw.allow[0].port, fw.allow[0].protocol),
+        (Some(8000), Some(Protocol::Tcp))
+    );
+    assert_eq!(fw.allow[0].key, "servers.s1.firewall.allow[0]");
+    assert_eq!(fw.deny[0].from, FirewallSource::Server("s1".into()));
+
+    let p = problems(&with(
+        "allow = [{ from = \"nosuch\" }, { from = \"127.0.0.0/40\" }, { from = \"any\", port = 70000 }, { from = \"any\", protocol = \"sctp\" }, { port = 80 }]",
+    ));
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "servers.s1.firewall.allow[0].from",
+            "servers.s1.firewall.allow[1].from",
+            "servers.s1.firewall.allow[2].port",
+            "servers.s1.firewall.allow[3].protocol",
+            "servers.s1.firewall.allow[4].from",
+        ],
+        "{p:?}"
+    );
+    assert!(
+        p[0].message.contains("no server \"nosuch\"")
+            && p[0].hint.as_deref().unwrap().contains("s1")
+    );
+    assert!(p[1].hint.as_deref().unwrap().contains("prefix up to 32"));
+    assert!(p[2].message.contains("70000 is not a port"));
+    assert!(p[3].message.contains("unknown protocol \"sctp\""));
+    assert!(p.iter().all(|p| p.line == 18), "{p:?}");
+}

@@ -85,7 +85,7 @@ fn certificate_from_pebble_over_http_01_and_renewed() {
     .unwrap();
     let cut = source.find("[servers.lb1.firewall]").unwrap();
     let design = source[..cut].replace(
-        "tls = { port = 8443 }",
+        "tls = { port = 8443, hsts_max_age = 31536000 }   # HTTPS; the plain port redirects (308)",
         &format!(
             r#"tls = {{ port = 8443, acme = {{ directory = "https://{pebble_ip}:14000/dir", root_ca = "pebble-ca/ca.crt" }} }}"#
         ),

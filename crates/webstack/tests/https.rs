@@ -15,6 +15,9 @@ use std::time::Duration;
 use webstack_test_support::{eventually, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webstack");
+/// The load balancer's `tls` line in designs/secured.toml.
+const SHIPPED_TLS: &str =
+    "tls = { port = 8443, hsts_max_age = 31536000 }   # HTTPS; the plain port redirects (308)";
 
 /// The secured design without the blocks of components not built yet, its load
 /// balancer's `tls` line replaced by `tls`.
@@ -25,7 +28,7 @@ fn secured_design(dir: &Path, tls: &str) -> PathBuf {
     ))
     .unwrap();
     let cut = source.find("[servers.lb1.firewall]").unwrap();
-    let text = source[..cut].replace("tls = { port = 8443 }", tls);
+    let text = source[..cut].replace(SHIPPED_TLS, tls);
     assert!(text.contains(tls));
     let path = dir.join("secured-https.toml");
     std::fs::write(&path, text).unwrap();
@@ -52,6 +55,13 @@ fn https_with_the_stacks_own_ca() {
     let ca = stack
         .state_dir()
         .join(format!("stacks/{}/tls/ca.crt", stack.name));
+    // The CA is kept in the state directory, its key readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let key = stack
+        .state_dir()
+        .join(format!("stacks/{}/tls/ca.key", stack.name));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
     let lb = stack.host(10);
     let resolve = format!("www.foobar.com:8443:{lb}");
     // `up` prints a curl line that works as printed.
