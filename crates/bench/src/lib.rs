@@ -54,7 +54,11 @@ pub enum BenchError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub requests: u64,
+    /// Answered 2xx.
     pub ok: u64,
+    /// Answered 3xx: a site behind HTTPS answers its plain port with 308s, which measure
+    /// the redirect, not the site.
+    pub redirects: u64,
     pub elapsed_secs: f64,
     pub requests_per_sec: f64,
     pub latency_ms: Latency,
@@ -78,6 +82,7 @@ struct Shared {
     errors: Mutex<BTreeMap<String, u64>>,
     served_by: Mutex<BTreeMap<String, u64>>,
     ok: AtomicU64,
+    redirects: AtomicU64,
 }
 
 /// Runs the benchmark and reports. Refuses any target off this machine.
@@ -112,6 +117,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         errors: Mutex::new(BTreeMap::new()),
         served_by: Mutex::new(BTreeMap::new()),
         ok: AtomicU64::new(0),
+        redirects: AtomicU64::new(0),
     });
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -124,11 +130,14 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     let h = shared.histogram.lock().expect("histogram lock").clone();
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let errors = shared.errors.lock().expect("errors lock").clone();
-    let requests = shared.ok.load(Ordering::Relaxed) + errors.values().sum::<u64>();
+    let requests = shared.ok.load(Ordering::Relaxed)
+        + shared.redirects.load(Ordering::Relaxed)
+        + errors.values().sum::<u64>();
     let served_by = shared.served_by.lock().expect("served lock").clone();
     Ok(Report {
         requests,
         ok: shared.ok.load(Ordering::Relaxed),
+        redirects: shared.redirects.load(Ordering::Relaxed),
         elapsed_secs: elapsed,
         requests_per_sec: requests as f64 / elapsed.max(1e-9),
         latency_ms: Latency {
@@ -197,6 +206,8 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
                     count(&shared.errors, "status 5xx");
                 } else if status >= 400 {
                     count(&shared.errors, "status 4xx");
+                } else if status >= 300 {
+                    shared.redirects.fetch_add(1, Ordering::Relaxed);
                 } else {
                     shared.ok.fetch_add(1, Ordering::Relaxed);
                 }
@@ -258,6 +269,12 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
         r.latency_ms.p99,
         r.latency_ms.max
     );
+    if r.redirects > 0 {
+        out.push_str(&format!(
+            "redirects    {} answered 3xx: the site redirects (to HTTPS where it has TLS), so these measure the redirect; webstack bench speaks plain HTTP\n",
+            r.redirects
+        ));
+    }
     if r.errors.is_empty() {
         out.push_str("errors       none\n");
     } else {
