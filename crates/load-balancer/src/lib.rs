@@ -48,6 +48,8 @@ pub struct LbConfig {
     pub timeouts: LbTimeouts,
     /// DER certificates trusted for re-encrypted traffic to backends' TLS ports.
     pub backend_roots: Vec<Vec<u8>>,
+    /// Requests counted for the server's monitoring agent, when it has one.
+    pub metrics: Option<webstack_monitoring::HttpMetrics>,
 }
 
 /// Where a load balancer's TLS port goes: ended here (http mode), or passed through to
@@ -111,14 +113,29 @@ pub async fn run(
                 header_read_timeout: config.timeouts.client,
                 ..HttpLimits::default()
             };
+            let metrics = config.metrics.clone();
             serve_site(
                 listener,
                 https,
                 limits,
                 shutdown.clone(),
                 move |req, peer| {
-                    let proxy = proxy.clone();
-                    async move { proxy.handle(req, peer).await }
+                    let (proxy, metrics) = (proxy.clone(), metrics.clone());
+                    async move {
+                        let started = std::time::Instant::now();
+                        let method = req.method().clone();
+                        let resp = proxy.handle(req, peer).await;
+                        if let Some(m) = &metrics {
+                            m.record(
+                                "load_balancer",
+                                method.as_str(),
+                                resp.status().as_u16(),
+                                "proxied",
+                                started.elapsed().as_secs_f64(),
+                            );
+                        }
+                        resp
+                    }
                 },
             )
             .await;

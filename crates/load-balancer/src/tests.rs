@@ -157,6 +157,7 @@ impl Lab {
                 queue: Duration::from_millis(300),
             },
             backend_roots: Vec::new(),
+            metrics: None,
         };
         tweak(&mut config);
         let (listener, stats) = self.rt.block_on(async {

@@ -7,9 +7,11 @@
 //! Architecture invariant: knows processes, files and numbers; nothing of designs. The
 //! node hands it the readings it owns through [`Readings`].
 
+mod http;
 mod metrics;
 mod process;
 
+pub use http::HttpMetrics;
 pub use metrics::{encode, Component, Readings, CONTENT_TYPE};
 pub use process::{process_usage, ProcessUsage};
 

@@ -13,7 +13,7 @@ use crate::process::ProcessUsage;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Everything one scrape reports.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Readings {
     pub server: String,
     /// (`node`, `mariadbd`, `app`…, its usage).
@@ -24,6 +24,8 @@ pub struct Readings {
     pub firewall: Vec<(String, &'static str, u64)>,
     /// (TLS endpoint, seconds until its certificate expires).
     pub certificates: Vec<(String, i64)>,
+    /// The node's HTTP metrics, kept between scrapes.
+    pub http: Option<crate::HttpMetrics>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +132,10 @@ pub fn encode(r: &Readings) -> String {
         expiry,
     );
 
+    if let Some(http) = &r.http {
+        http.register(&mut registry);
+    }
+
     let mut out = String::new();
     text::encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
@@ -159,6 +165,7 @@ mod tests {
             }],
             firewall: vec![("default deny".into(), "deny", 4)],
             certificates: vec![("127.0.0.1:8443".into(), 3600)],
+            http: None,
         };
         let text = encode(&r);
         assert!(text.contains(r#"webstack_process_resident_memory_bytes{server="server1",process="mariadbd"} 4096"#), "{text}");

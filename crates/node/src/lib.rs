@@ -83,6 +83,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
             );
         }
         firewall::install(&opts.design, &server.name, &status);
+        monitoring::install(server);
         if let Some(db) = &server.database {
             start_database(&opts, server, db.port, &status, &mut tasks, &shutdown)?;
         }
@@ -180,6 +181,7 @@ fn start_web(
         upstreams,
         access_log: Some(dir.join("access.log")),
         log_rotation: log_rotation(&opts.design),
+        metrics: monitoring::http(),
         limits: Default::default(),
         proxy: Default::default(),
     };
@@ -256,6 +258,7 @@ fn start_load_balancer(
         health_check: lb.health_check.clone(),
         timeouts: lb.timeouts.clone(),
         backend_roots: tls::backend_roots(opts, lb)?,
+        metrics: monitoring::http(),
     };
     status.add(
         "load_balancer",

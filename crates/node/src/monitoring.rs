@@ -16,6 +16,25 @@ use webstack_topology::Server;
 use crate::status::{ComponentState, StatusFile};
 use crate::NodeOptions;
 
+/// The node's HTTP metrics, when its server has an agent (one server per process).
+static HTTP: std::sync::OnceLock<Option<webstack_monitoring::HttpMetrics>> =
+    std::sync::OnceLock::new();
+
+/// Sets up the HTTP metrics the components record into, if the server has an agent.
+pub fn install(server: &Server) {
+    let _ = HTTP.set(
+        server
+            .monitoring
+            .as_ref()
+            .map(|_| webstack_monitoring::HttpMetrics::new(&server.name)),
+    );
+}
+
+/// What the web server and the load balancer record their requests into.
+pub fn http() -> Option<webstack_monitoring::HttpMetrics> {
+    HTTP.get().cloned().flatten()
+}
+
 pub fn start(
     opts: &NodeOptions,
     server: &Server,
@@ -99,6 +118,7 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
         components,
         firewall,
         certificates,
+        http: http(),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct WebConfig {
     pub access_log: Option<PathBuf>,
     /// How the access log is rotated by size.
     pub log_rotation: webstack_logs::RotationPolicy,
+    /// Requests counted for the server's monitoring agent, when it has one.
+    pub metrics: Option<webstack_monitoring::HttpMetrics>,
     pub limits: HttpLimits,
     pub proxy: ProxySettings,
 }
@@ -71,6 +73,7 @@ struct WebServer {
     files: StaticFiles,
     proxy: proxy::Proxy,
     log: access_log::AccessLog,
+    metrics: Option<webstack_monitoring::HttpMetrics>,
 }
 
 /// Runs the web server on `listener` (and `https`, where TLS ends on it) until
@@ -97,6 +100,7 @@ pub async fn run(
         config.proxy.clone(),
     );
     let server = Arc::new(WebServer {
+        metrics: config.metrics.clone(),
         server_name: config.server_name.clone(),
         files,
         proxy,
@@ -130,18 +134,26 @@ impl WebServer {
         let referer = header_text(req.headers().get(REFERER));
         let user_agent = header_text(req.headers().get(USER_AGENT));
 
-        let mut resp = if req.uri().path() == HEALTH_PATH {
-            text(
-                StatusCode::OK,
-                format!("ok: web server on {}", self.server_name),
+        // The route template, for metrics: never the raw path.
+        let (route, mut resp) = if req.uri().path() == HEALTH_PATH {
+            (
+                "health",
+                text(
+                    StatusCode::OK,
+                    format!("ok: web server on {}", self.server_name),
+                ),
             )
         } else {
             match self.files.lookup(req.uri().path()) {
-                Lookup::Rejected(PathRejection::Unsafe(why)) => {
-                    text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}"))
-                }
-                Lookup::File(file) => self.files.respond(&file, req.method(), req.headers()).await,
-                Lookup::NotFound => self.proxy.forward(req, peer, &request_id).await,
+                Lookup::Rejected(PathRejection::Unsafe(why)) => (
+                    "rejected",
+                    text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {why}")),
+                ),
+                Lookup::File(file) => (
+                    "static",
+                    self.files.respond(&file, req.method(), req.headers()).await,
+                ),
+                Lookup::NotFound => ("app", self.proxy.forward(req, peer, &request_id).await),
             }
         };
         resp.headers_mut().insert(
@@ -160,6 +172,15 @@ impl WebServer {
             request_id: &request_id,
             took: started.elapsed(),
         });
+        if let Some(metrics) = &self.metrics {
+            metrics.record(
+                "web",
+                method.as_str(),
+                resp.status().as_u16(),
+                route,
+                started.elapsed().as_secs_f64(),
+            );
+        }
         resp
     }
 }

@@ -43,6 +43,7 @@ fn start_web(
         upstreams,
         access_log: log.map(Path::to_path_buf),
         log_rotation: webstack_logs::RotationPolicy::DEFAULT,
+        metrics: None,
         limits: HttpLimits::default(),
         proxy,
     };

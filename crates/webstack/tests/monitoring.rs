@@ -1,6 +1,7 @@
 //! The monitoring agents of the secured design, scraped by a real Prometheus (Debian's),
 //! started by this test: every agent is up, and per-process series (mariadbd's memory on
-//! both database servers, the nodes' CPU) are queried back over Prometheus's HTTP API.
+//! both database servers, the nodes' CPU), HTTP requests by route template and their
+//! latency histogram are queried back over Prometheus's HTTP API.
 //! Prometheus scrapes from 127.0.0.1, which the firewall refuses unless the design says
 //! so: the test's design adds that allow rule, as an operator would.
 
@@ -117,6 +118,54 @@ fn prometheus_scrapes_every_agent() {
     );
     let cpu = query("webstack_process_cpu_seconds_total{process=\"node\"}");
     assert_eq!(cpu.len(), 3, "{cpu:?}");
+    // HTTP metrics by route template: 20 requests through the site, over HTTPS.
+    let ca = stack
+        .state_dir()
+        .join(format!("stacks/{}/tls/ca.crt", stack.name));
+    for _ in 0..20 {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "--cacert"])
+            .arg(&ca)
+            .args([
+                "--resolve",
+                &format!("www.foobar.com:8443:{}", stack.host(10)),
+            ])
+            .arg("https://www.foobar.com:8443/api/messages")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    eventually(
+        Duration::from_secs(30),
+        "20 proxied requests counted at lb1",
+        || {
+            let r = query("sum(webstack_http_requests_total{server=\"lb1\",component=\"load_balancer\",route=\"proxied\",status=\"2xx\"})");
+            let n: f64 = r.first()?["value"][1].as_str()?.parse().ok()?;
+            (n >= 20.0).then_some(())
+        },
+    );
+    // The web servers' agents are scraped on their own schedule: eventually they agree.
+    eventually(
+        Duration::from_secs(30),
+        "the web servers proxied the 20 to their apps",
+        || {
+            let web = query(
+                "sum(webstack_http_requests_total{component=\"web\",route=\"app\",method=\"GET\"})",
+            );
+            let n: f64 = web.first()?["value"][1].as_str()?.parse().ok()?;
+            (n >= 20.0).then_some(())
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "a p99 from the latency histogram",
+        || {
+            let p99 = query("histogram_quantile(0.99, sum by (le) (rate(webstack_http_request_duration_seconds_bucket{component=\"web\"}[1m])))");
+            let v: f64 = p99.first()?["value"][1].as_str()?.parse().ok()?;
+            (v > 0.0).then_some(())
+        },
+    );
+
     let expiry = query("webstack_tls_certificate_expiry_seconds{server=\"lb1\"}");
     let seconds: f64 = expiry[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(seconds > 3600.0 && seconds <= 12.0 * 3600.0, "{expiry:?}");
