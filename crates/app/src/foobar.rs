@@ -45,6 +45,17 @@ struct NewMessage {
     message: String,
 }
 
+/// The route a path belongs to, for metrics (never the raw path: one series per URL
+/// would grow without bound).
+pub fn route_template(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/health" => "/health",
+        "/api/messages" => "/api/messages",
+        _ => "other",
+    }
+}
+
 impl Foobar {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let after = last_write_gtid(&req);

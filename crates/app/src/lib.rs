@@ -28,6 +28,8 @@ pub struct BuiltinConfig {
     pub server_name: String,
     pub storage: StorageConfig,
     pub limits: HttpLimits,
+    /// Requests counted for the server's monitoring agent, when it has one.
+    pub metrics: Option<webstack_monitoring::HttpMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +75,29 @@ pub async fn run_builtin(
         server_name: config.server_name.clone(),
         storage: storage.clone(),
     });
+    let metrics = config.metrics.clone();
     serve(
         listener,
         config.limits.clone(),
         shutdown,
         move |req, _peer| {
-            let app = app.clone();
-            async move { app.handle(req).await }
+            let (app, metrics) = (app.clone(), metrics.clone());
+            async move {
+                let started = std::time::Instant::now();
+                let method = req.method().clone();
+                let route = foobar::route_template(req.uri().path());
+                let resp = app.handle(req).await;
+                if let Some(m) = &metrics {
+                    m.record(
+                        "app",
+                        method.as_str(),
+                        resp.status().as_u16(),
+                        route,
+                        started.elapsed().as_secs_f64(),
+                    );
+                }
+                resp
+            }
         },
     )
     .await;

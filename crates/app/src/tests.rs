@@ -35,6 +35,7 @@ fn start() -> Running {
             path: dir.path().join("foobar.db"),
         },
         limits: HttpLimits::default(),
+        metrics: None,
     };
     rt.spawn(run_builtin(config, listener, shutdown.clone()));
     Running {

@@ -362,6 +362,7 @@ fn start_app(
                 server_name: server.name.clone(),
                 storage,
                 limits: Default::default(),
+                metrics: monitoring::http(),
             };
             let shutdown = shutdown.clone();
             tasks.spawn(

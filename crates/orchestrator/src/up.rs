@@ -153,6 +153,12 @@ fn preflight(design: &Design) -> Result<()> {
             .iter()
             .map(|s| (format!("server {}", s.name), s.address)),
     );
+    // webstack's own probes and commands connect from the operator's console; a server
+    // there would be mistaken for it by every firewall of the design.
+    let operator = webstack_firewall::operator_address(design);
+    if let Some(s) = design.servers.iter().find(|s| s.address == operator) {
+        problems.push(format!("server {} has address {operator}, which webstack's own probes and commands use (the operator's console: host .254 of the name server's /24); give it another address", s.name));
+    }
     for (what, ip) in addresses {
         if !ip.is_loopback() {
             problems.push(format!("{what} has address {ip}, which is not a loopback address; `webstack up` runs every server on this machine (use `webstack node` on real hosts)"));

@@ -199,3 +199,30 @@ fn second_up_is_refused_and_a_stale_record_is_cleaned() {
     assert!(restarted.status.success(), "{text}{}", stderr(&restarted));
     assert!(text.contains("did not stop cleanly"), "{text}");
 }
+
+#[test]
+fn a_server_on_the_operators_address_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../designs/simple.toml"
+    ))
+    .unwrap();
+    let path = state.path().join("operator.toml");
+    std::fs::write(
+        &path,
+        source.replace("address = \"127.10.0.11\"", "address = \"127.10.0.254\""),
+    )
+    .unwrap();
+    let out = webstack(
+        state.path(),
+        &["up", path.to_str().unwrap(), "--subnet", "127.99.251.0/24"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("server server1 has address 127.99.251.254")
+            && err.contains("the operator's console"),
+        "{err}"
+    );
+}

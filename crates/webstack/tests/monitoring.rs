@@ -158,6 +158,17 @@ fn prometheus_scrapes_every_agent() {
     );
     eventually(
         Duration::from_secs(30),
+        "the app servers answered them on their route",
+        || {
+            let app = query(
+                "sum(webstack_http_requests_total{component=\"app\",route=\"/api/messages\",status=\"2xx\"})",
+            );
+            let n: f64 = app.first()?["value"][1].as_str()?.parse().ok()?;
+            (n >= 20.0).then_some(())
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
         "a p99 from the latency histogram",
         || {
             let p99 = query("histogram_quantile(0.99, sum by (le) (rate(webstack_http_request_duration_seconds_bucket{component=\"web\"}[1m])))");
