@@ -131,22 +131,7 @@ fn certificate_from_pebble_over_http_01_and_renewed() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lb = at(10);
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(&root)
-        .args([
-            "--resolve",
-            &format!("www.foobar.com:8443:{lb}"),
-            "https://www.foobar.com:8443/",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_https_verifies(lb, &root);
     let key_file = stack.state_dir().join(format!(
         "stacks/{}/servers/lb1/acme-account.json",
         stack.name
@@ -167,9 +152,14 @@ fn certificate_from_pebble_over_http_01_and_renewed() {
         },
     );
     assert!(renewed["issuer"].as_str().unwrap().contains("Pebble"));
+    assert_https_verifies(lb, &root);
+}
+
+/// `https://www.foobar.com:8443/` through `lb` answers 200, verified against `root`.
+fn assert_https_verifies(lb: IpAddr, root: &Path) {
     let out = Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(&root)
+        .arg(root)
         .args([
             "--resolve",
             &format!("www.foobar.com:8443:{lb}"),
@@ -177,5 +167,10 @@ fn certificate_from_pebble_over_http_01_and_renewed() {
         ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
