@@ -50,7 +50,8 @@ struct NewMessage {
 pub fn route_template(path: &str) -> &'static str {
     match path {
         "/" => "/",
-        "/health" => "/health",
+        // The same template as the web server's health path: health checks are one route.
+        "/health" => "health",
         "/api/messages" => "/api/messages",
         _ => "other",
     }
@@ -319,7 +320,13 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body>
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, json!({"error": message}))
+    let mut resp = json_response(status, json!({"error": message}));
+    if status.is_server_error() {
+        // The reason, for the request's error trace.
+        resp.extensions_mut()
+            .insert(webstack_net::http::Failure(message.into()));
+    }
+    resp
 }
 
 pub fn escape_html(s: &str) -> String {

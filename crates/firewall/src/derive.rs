@@ -126,6 +126,33 @@ pub fn derive(design: &Design, server: &str) -> Option<Policy> {
             ),
         );
     }
+    if let Some(c) = &s.collector {
+        let agents: BTreeSet<String> = design
+            .servers
+            .iter()
+            .filter(|o| {
+                o.monitoring
+                    .as_ref()
+                    .is_some_and(|m| m.collector.as_deref() == Some(s.name.as_str()))
+            })
+            .map(|o| o.name.clone())
+            .collect();
+        allow(
+            from_servers(&agents),
+            c.port,
+            format!(
+                "the monitoring agent{} of {} report{} here (servers.NAME.monitoring.collector)",
+                if agents.len() == 1 { "" } else { "s" },
+                join(&agents),
+                if agents.len() == 1 { "s" } else { "" },
+            ),
+        );
+        allow(
+            single(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            c.port,
+            "the dashboard and query API, for a browser on this host (127.0.0.1); add allow rules for other networks".into(),
+        );
+    }
     if let Some(db) = &s.database {
         let cluster: BTreeSet<String> = design.database_members(&s.name).into_iter().collect();
         let apps: BTreeSet<String> = design
@@ -197,6 +224,9 @@ fn ports(design: &Design, s: &Server) -> Vec<(u16, Protocol, String)> {
     }
     if let Some(m) = &s.monitoring {
         add(m.port, "monitoring agent");
+    }
+    if let Some(c) = &s.collector {
+        add(c.port, "monitoring collector");
     }
     if let Some(d) = &s.database {
         add(d.port, "database");

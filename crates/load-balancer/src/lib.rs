@@ -22,7 +22,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{serve, serve_site, HttpLimits, Https};
+use webstack_net::http::{ensure_request_id, serve, serve_site, Failure, HttpLimits, Https};
+use webstack_net::trace::TraceContext;
 use webstack_net::Listener;
 use webstack_topology::{Algorithm, HealthCheck, LbMode, LbTimeouts, WhenAllDown};
 
@@ -50,6 +51,8 @@ pub struct LbConfig {
     pub backend_roots: Vec<Vec<u8>>,
     /// Requests counted for the server's monitoring agent, when it has one.
     pub metrics: Option<webstack_monitoring::HttpMetrics>,
+    /// Handed the backend pool once it exists (the agent reads backend states from it).
+    pub on_pool: Option<fn(Arc<BackendPool>)>,
 }
 
 /// Where a load balancer's TLS port goes: ended here (http mode), or passed through to
@@ -81,6 +84,9 @@ pub async fn run(
         config.health_check.rise,
         config.health_check.fall,
     ));
+    if let Some(f) = config.on_pool {
+        f(pool.clone());
+    }
     let checks = tokio::spawn(checker::run(
         pool.clone(),
         config.health_check.clone(),
@@ -119,21 +125,32 @@ pub async fn run(
                 https,
                 limits,
                 shutdown.clone(),
-                move |req, peer| {
+                move |mut req, peer| {
                     let (proxy, metrics) = (proxy.clone(), metrics.clone());
                     async move {
+                        let Some(m) = metrics else {
+                            return proxy.handle(req, peer).await;
+                        };
                         let started = std::time::Instant::now();
                         let method = req.method().clone();
+                        let target = req
+                            .uri()
+                            .path_and_query()
+                            .map_or_else(|| req.uri().to_string(), |p| p.to_string());
+                        let request_id = ensure_request_id(req.headers_mut());
+                        let trace = TraceContext::enter(req.headers_mut());
                         let resp = proxy.handle(req, peer).await;
-                        if let Some(m) = &metrics {
-                            m.record(
-                                "load_balancer",
-                                method.as_str(),
-                                resp.status().as_u16(),
-                                "proxied",
-                                started.elapsed().as_secs_f64(),
-                            );
-                        }
+                        m.request(&webstack_monitoring::RequestRecord {
+                            component: "load_balancer",
+                            method: method.as_str(),
+                            target: &target,
+                            status: resp.status().as_u16(),
+                            route: "proxied",
+                            started,
+                            request_id: &request_id,
+                            trace: &trace,
+                            failure: resp.extensions().get::<Failure>(),
+                        });
                         resp
                     }
                 },

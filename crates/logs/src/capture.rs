@@ -20,6 +20,17 @@ static CAPTURE: Mutex<Option<mpsc::Receiver<()>>> = Mutex::new(None);
 /// Replaces fds 1 and 2 of this process with a pipe whose reader thread writes whole lines
 /// into `path`, rotated by `policy`. Children started afterwards inherit the pipe.
 /// Whatever the process wrote to its old stdout before stays where it was.
+/// What sees each captured line besides the log file.
+pub type Tap = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+static TAP: std::sync::OnceLock<Tap> = std::sync::OnceLock::new();
+
+/// Also hands every captured line to `tap` (the monitoring agent, which sends them on as
+/// records). Set once; a second tap is ignored.
+pub fn tap_output(tap: Tap) {
+    let _ = TAP.set(tap);
+}
+
 pub fn capture_output(path: &Path, policy: RotationPolicy) -> io::Result<()> {
     let mut log = RotatingFile::open(path, policy)?;
     let mut fds = [0; 2];
@@ -57,6 +68,9 @@ pub fn capture_output(path: &Path, policy: RotationPolicy) -> io::Result<()> {
                         // A full disk drops the line but keeps the pipe drained, so the
                         // writers never block on a log.
                         let _ = log.write_line(&line);
+                        if let Some(tap) = TAP.get() {
+                            tap(&line);
+                        }
                     }
                 }
             }

@@ -18,6 +18,6 @@ mod capture;
 mod policy;
 mod rotating;
 
-pub use capture::{capture_output, finish_capture};
+pub use capture::{capture_output, finish_capture, tap_output};
 pub use policy::{needs_rotation, rotated_path, RotationPolicy};
 pub use rotating::{shift, RotatingFile};

@@ -1,12 +1,23 @@
 //! HTTP metrics a component records per request and the agent exposes: requests by
 //! method, status class and route template (never raw paths: they would make a series per
 //! URL), and a latency histogram per route. One set per node, shared by its components
-//! (the `component` label tells them apart), kept between scrapes.
+//! (the `component` label tells them apart), kept between scrapes. Once the agent ships
+//! to a collector, each request also becomes an access record, and each 5xx a span of
+//! its error trace.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use webstack_net::http::Failure;
+use webstack_net::trace::TraceContext;
+
+use crate::outbox::Outbox;
+use crate::wire::{LogRecord, Record, SpanRecord};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -20,6 +31,24 @@ pub struct HttpMetrics {
     server: String,
     requests: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
+    outbox: Arc<OnceLock<Arc<Outbox>>>,
+}
+
+/// One answered request, as a component saw it.
+pub struct RequestRecord<'a> {
+    /// `web`, `load_balancer`, `app`.
+    pub component: &'a str,
+    pub method: &'a str,
+    /// The request target (logged; never a label).
+    pub target: &'a str,
+    pub status: u16,
+    /// The route template (`static`, `app`, `health`, …): the label.
+    pub route: &'a str,
+    pub started: Instant,
+    pub request_id: &'a str,
+    pub trace: &'a TraceContext,
+    /// Why this hop answered 5xx itself (from the response's [`Failure`]).
+    pub failure: Option<&'a Failure>,
 }
 
 impl std::fmt::Debug for HttpMetrics {
@@ -36,6 +65,74 @@ impl HttpMetrics {
             server: server.to_string(),
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            outbox: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// From now on, requests also go to the collector as records.
+    pub fn ship_to(&self, outbox: Arc<Outbox>) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    /// A line of the server's own log, sent on as a record.
+    pub fn log(&self, component: &str, level: &str, message: &str) {
+        if let Some(outbox) = self.outbox.get() {
+            outbox.push(Record::Log(LogRecord {
+                at: crate::ship::now(),
+                server: self.server.clone(),
+                component: component.to_string(),
+                level: level.to_string(),
+                message: message.to_string(),
+                request_id: None,
+            }));
+        }
+    }
+
+    /// A request: counted, timed, and (with a collector) logged and, when it failed,
+    /// traced.
+    pub fn request(&self, r: &RequestRecord<'_>) {
+        let seconds = r.started.elapsed().as_secs_f64();
+        self.record(r.component, r.method, r.status, r.route, seconds);
+        let Some(outbox) = self.outbox.get() else {
+            return;
+        };
+        let at = crate::ship::now() - seconds;
+        let level = match r.status {
+            500.. => "error",
+            400.. => "warning",
+            _ => "info",
+        };
+        outbox.push(Record::Log(LogRecord {
+            at,
+            server: self.server.clone(),
+            component: r.component.to_string(),
+            level: level.to_string(),
+            message: format!(
+                "{} {} {} {:.1}ms",
+                r.method,
+                r.target,
+                r.status,
+                seconds * 1000.0
+            ),
+            request_id: Some(r.request_id.to_string()),
+        }));
+        // Health checks that fail are the checker's business (BackendDown), not a request
+        // that failed a user: they are logged, not traced.
+        if r.status >= 500 && r.route != "health" {
+            outbox.push(Record::Span(SpanRecord {
+                at,
+                duration_ms: seconds * 1000.0,
+                trace_id: r.trace.trace_id.clone(),
+                span_id: r.trace.span_id.clone(),
+                parent_id: r.trace.parent_id.clone(),
+                request_id: r.request_id.to_string(),
+                server: self.server.clone(),
+                component: r.component.to_string(),
+                method: r.method.to_string(),
+                target: r.target.to_string(),
+                status: r.status,
+                error: r.failure.map(|f| f.0.to_string()),
+            }));
         }
     }
 

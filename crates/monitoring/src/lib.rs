@@ -9,11 +9,19 @@
 
 mod http;
 mod metrics;
+mod outbox;
 mod process;
+mod ship;
+pub mod wire;
 
-pub use http::HttpMetrics;
-pub use metrics::{encode, Component, Readings, CONTENT_TYPE};
-pub use process::{process_usage, ProcessUsage};
+pub use http::{HttpMetrics, RequestRecord};
+pub use metrics::{
+    encode, AgentReading, BackendReading, CertificateReading, Component, DatabaseReading, Readings,
+    CONTENT_TYPE,
+};
+pub use outbox::Outbox;
+pub use process::{filesystem_free_ratio, process_usage, ProcessUsage};
+pub use ship::{now, Agent};
 
 use std::sync::Arc;
 

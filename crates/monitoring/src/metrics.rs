@@ -22,10 +22,56 @@ pub struct Readings {
     pub components: Vec<Component>,
     /// (rule text, allow or deny, connections decided), the default deny last.
     pub firewall: Vec<(String, &'static str, u64)>,
-    /// (TLS endpoint, seconds until its certificate expires).
-    pub certificates: Vec<(String, i64)>,
+    pub certificates: Vec<CertificateReading>,
     /// The node's HTTP metrics, kept between scrapes.
     pub http: Option<crate::HttpMetrics>,
+    /// Free share (0 to 1) of the filesystem that holds the server's state.
+    pub state_filesystem_free_ratio: Option<f64>,
+    pub backends: Vec<BackendReading>,
+    pub database: Option<DatabaseReading>,
+    pub agent: Option<AgentReading>,
+}
+
+/// A load balancer's backend.
+#[derive(Debug, Clone)]
+pub struct BackendReading {
+    pub name: String,
+    pub up: bool,
+    pub active: u64,
+    pub errors: u64,
+    pub retries: u64,
+}
+
+/// A database's replication, as its node last read it.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseReading {
+    pub role: String,
+    pub lag_seconds: Option<f64>,
+    /// (`io` or `sql`, running).
+    pub threads: Vec<(&'static str, bool)>,
+    /// Primaries: semi-sync acknowledged by a replica.
+    pub semi_sync_on: Option<bool>,
+}
+
+/// The agent's own delivery.
+#[derive(Debug, Clone, Default)]
+pub struct AgentReading {
+    pub buffered: u64,
+    /// (record kind, dropped).
+    pub dropped: Vec<(&'static str, u64)>,
+    pub delivered: u64,
+    pub lost_at_restart: u64,
+}
+
+/// A TLS endpoint's certificate.
+#[derive(Debug, Clone)]
+pub struct CertificateReading {
+    pub listen: String,
+    /// `local CA`, `files`, `acme`.
+    pub source: String,
+    pub expires_in: i64,
+    /// Negative once renewal is late.
+    pub renewal_due_in: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -119,18 +165,150 @@ pub fn encode(r: &Readings) -> String {
     );
 
     let expiry = Family::<Labels, Gauge>::default();
-    for (listen, seconds) in &r.certificates {
+    let renewal = Family::<Labels, Gauge>::default();
+    for c in &r.certificates {
         let l = vec![
             ("server".into(), r.server.clone()),
-            ("listen".into(), listen.clone()),
+            ("listen".into(), c.listen.clone()),
+            ("source".into(), c.source.clone()),
         ];
-        expiry.get_or_create(&l).set(*seconds);
+        expiry.get_or_create(&l).set(c.expires_in);
+        renewal.get_or_create(&l).set(c.renewal_due_in);
     }
     registry.register(
         "tls_certificate_expiry_seconds",
         "Seconds until a TLS endpoint's certificate expires",
         expiry,
     );
+    registry.register(
+        "tls_certificate_renewal_due_seconds",
+        "Seconds until a TLS endpoint's certificate is due for renewal (negative: late)",
+        renewal,
+    );
+
+    if let Some(ratio) = r.state_filesystem_free_ratio {
+        let free = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        free.get_or_create(&vec![("server".into(), r.server.clone())])
+            .set(ratio);
+        registry.register(
+            "state_filesystem_free_ratio",
+            "Free share of the filesystem holding the server's state",
+            free,
+        );
+    }
+
+    if !r.backends.is_empty() {
+        let up = Family::<Labels, Gauge>::default();
+        let active = Family::<Labels, Gauge>::default();
+        let errors = Family::<Labels, Counter>::default();
+        let retries = Family::<Labels, Counter>::default();
+        for b in &r.backends {
+            let l = vec![
+                ("server".into(), r.server.clone()),
+                ("backend".into(), b.name.clone()),
+            ];
+            up.get_or_create(&l).set(i64::from(b.up));
+            active.get_or_create(&l).set(b.active as i64);
+            errors.get_or_create(&l).inc_by(b.errors);
+            retries.get_or_create(&l).inc_by(b.retries);
+        }
+        registry.register(
+            "lb_backend_up",
+            "1 while a load balancer sends to the backend",
+            up,
+        );
+        registry.register(
+            "lb_backend_active",
+            "Requests in flight to the backend",
+            active,
+        );
+        registry.register(
+            "lb_upstream_errors",
+            "Connect errors, broken answers and timeouts of the backend",
+            errors,
+        );
+        registry.register(
+            "lb_retries",
+            "Requests tried again on another backend after this one failed",
+            retries,
+        );
+    }
+
+    if let Some(db) = &r.database {
+        let server = || ("server".to_string(), r.server.clone());
+        let role = Family::<Labels, Gauge>::default();
+        role.get_or_create(&vec![server(), ("role".into(), db.role.clone())])
+            .set(1);
+        registry.register("db_role", "The database's replication role", role);
+        if let Some(lag) = db.lag_seconds {
+            let g = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+            g.get_or_create(&vec![server()]).set(lag);
+            registry.register(
+                "db_replication_lag_seconds",
+                "Age of the newest primary heartbeat the replica applied",
+                g,
+            );
+        }
+        if !db.threads.is_empty() {
+            let g = Family::<Labels, Gauge>::default();
+            for (thread, running) in &db.threads {
+                g.get_or_create(&vec![server(), ("thread".into(), thread.to_string())])
+                    .set(i64::from(*running));
+            }
+            registry.register(
+                "db_replica_thread_running",
+                "1 while the replica's IO or SQL thread runs",
+                g,
+            );
+        }
+        if let Some(on) = db.semi_sync_on {
+            let g = Family::<Labels, Gauge>::default();
+            g.get_or_create(&vec![server()]).set(i64::from(on));
+            registry.register(
+                "db_semi_sync_on",
+                "1 while the primary's commits wait for a replica's acknowledgement",
+                g,
+            );
+        }
+    }
+
+    if let Some(a) = &r.agent {
+        let l = vec![("server".into(), r.server.clone())];
+        let buffered = Family::<Labels, Gauge>::default();
+        buffered.get_or_create(&l).set(a.buffered as i64);
+        registry.register(
+            "agent_buffered_records",
+            "Records waiting for the collector",
+            buffered,
+        );
+        let dropped = Family::<Labels, Counter>::default();
+        for (kind, n) in &a.dropped {
+            let l = vec![
+                ("server".into(), r.server.clone()),
+                ("kind".into(), kind.to_string()),
+            ];
+            dropped.get_or_create(&l).inc_by(*n);
+        }
+        registry.register(
+            "agent_dropped_records",
+            "Records refused because the buffer was full",
+            dropped,
+        );
+        let delivered = Family::<Labels, Counter>::default();
+        delivered.get_or_create(&l).inc_by(a.delivered);
+        registry.register(
+            "agent_delivered_records",
+            "Records the collector acknowledged",
+            delivered,
+        );
+        let lost = Family::<Labels, Gauge>::default();
+        lost.get_or_create(&l).set(a.lost_at_restart as i64);
+        registry.register(
+            "agent_lost_at_restart_records",
+            "Records the previous run of the agent took but never had acknowledged",
+            lost,
+        );
+    }
 
     if let Some(http) = &r.http {
         http.register(&mut registry);
@@ -164,8 +342,13 @@ mod tests {
                 state: "ready".into(),
             }],
             firewall: vec![("default deny".into(), "deny", 4)],
-            certificates: vec![("127.0.0.1:8443".into(), 3600)],
-            http: None,
+            certificates: vec![CertificateReading {
+                listen: "127.0.0.1:8443".into(),
+                source: "acme".into(),
+                expires_in: 3600,
+                renewal_due_in: -5,
+            }],
+            ..Default::default()
         };
         let text = encode(&r);
         assert!(text.contains(r#"webstack_process_resident_memory_bytes{server="server1",process="mariadbd"} 4096"#), "{text}");
@@ -182,7 +365,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"webstack_firewall_connections_total{server="server1",rule="default deny",action="deny"} 4"#), "{text}");
-        assert!(text.contains(r#"webstack_tls_certificate_expiry_seconds{server="server1",listen="127.0.0.1:8443"} 3600"#), "{text}");
+        assert!(text.contains(r#"webstack_tls_certificate_expiry_seconds{server="server1",listen="127.0.0.1:8443",source="acme"} 3600"#), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

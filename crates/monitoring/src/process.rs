@@ -23,6 +23,19 @@ pub fn process_usage(pid: u32) -> Option<ProcessUsage> {
     })
 }
 
+/// The free share (0 to 1) of the filesystem holding `path`, as `df` counts it (blocks
+/// available to unprivileged users over all blocks).
+pub fn filesystem_free_ratio(path: &std::path::Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) fills the zeroed struct from a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    Some(st.f_bavail as f64 / st.f_blocks as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

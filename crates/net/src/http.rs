@@ -28,14 +28,27 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A plain-text response, for errors a person reads.
 pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let mut body = message.into();
+    let message = message.into();
+    let failure = status
+        .is_server_error()
+        .then(|| Failure(message.as_str().into()));
+    let mut body = message;
     body.push('\n');
-    Response::builder()
+    let mut resp = Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
         .body(full(body))
-        .expect("static headers are valid")
+        .expect("static headers are valid");
+    if let Some(f) = failure {
+        resp.extensions_mut().insert(f);
+    }
+    resp
 }
+
+/// Why a server answered 5xx itself (the text of its error page), kept on the response
+/// for its error trace; a 5xx passed on from the next hop has none.
+#[derive(Debug, Clone)]
+pub struct Failure(pub std::sync::Arc<str>);
 
 /// Limits and timeouts of an HTTP listener. The defaults follow nginx's.
 #[derive(Debug, Clone)]
@@ -258,14 +271,26 @@ pub fn request_id(incoming: Option<&HeaderValue>) -> String {
             return id.to_string();
         }
     }
-    // RandomState is seeded from the OS once per thread and then varies per instance:
-    // unpredictable enough for tracing ids, which are not secrets.
-    let a = std::collections::hash_map::RandomState::new()
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// The request's id (see [`request_id`]), written back into its headers so the handler
+/// and every hop after it see the same one.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> String {
+    let id = request_id(headers.get("x-request-id"));
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(&id).expect("request ids are visible ASCII"),
+    );
+    id
+}
+
+/// RandomState is seeded from the OS once per thread and then varies per instance:
+/// unpredictable enough for request and trace ids, which are not secrets.
+pub fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new()
         .build_hasher()
-        .finish();
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(a);
-    format!("{:016x}{:016x}", a, h.finish())
+        .finish()
 }
 
 /// The innermost cause of an error, which is what a person needs in a 502 message

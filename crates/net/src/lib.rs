@@ -19,6 +19,7 @@ pub use front::{spawn_tcp_forward, spawn_unix_front};
 pub mod relay;
 pub mod request_rules;
 mod serve;
+pub mod trace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

@@ -6,6 +6,7 @@
 //! configurations; the components themselves (dns, web, app, database) never see a design.
 
 mod cluster;
+mod collector;
 mod firewall;
 mod layout;
 mod monitoring;
@@ -96,8 +97,11 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         if let Some(lb) = &server.load_balancer {
             start_load_balancer(&opts, server, lb, &status, &mut tasks, &shutdown)?;
         }
+        if let Some(c) = &server.collector {
+            collector::start(&opts.design, server, c, &status, &mut tasks, &shutdown)?;
+        }
         if let Some(m) = &server.monitoring {
-            monitoring::start(&opts, server, m.port, &status, &mut tasks, &shutdown)?;
+            monitoring::start(&opts, server, m, &status, &mut tasks, &shutdown)?;
         }
     }
     eprintln!(
@@ -259,6 +263,7 @@ fn start_load_balancer(
         timeouts: lb.timeouts.clone(),
         backend_roots: tls::backend_roots(opts, lb)?,
         metrics: monitoring::http(),
+        on_pool: Some(monitoring::watch_pool),
     };
     status.add(
         "load_balancer",

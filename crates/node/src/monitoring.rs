@@ -10,8 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use webstack_monitoring::{process_usage, Component, Readings};
-use webstack_topology::Server;
+use webstack_load_balancer::BackendPool;
+use webstack_monitoring::{
+    encode, filesystem_free_ratio, process_usage, Agent, AgentReading, BackendReading,
+    CertificateReading, Component, DatabaseReading, Readings,
+};
+use webstack_topology::{Monitoring, Server};
 
 use crate::status::{ComponentState, StatusFile};
 use crate::NodeOptions;
@@ -35,28 +39,99 @@ pub fn http() -> Option<webstack_monitoring::HttpMetrics> {
     HTTP.get().cloned().flatten()
 }
 
+/// The agent's delivery to its collector, once started.
+static AGENT: std::sync::OnceLock<Arc<Agent>> = std::sync::OnceLock::new();
+/// The load balancer's backends, when the server runs one.
+static POOL: std::sync::OnceLock<Arc<BackendPool>> = std::sync::OnceLock::new();
+
+/// Given to the load balancer, which hands over its backend pool when it starts.
+pub fn watch_pool(pool: Arc<BackendPool>) {
+    let _ = POOL.set(pool);
+}
+
 pub fn start(
     opts: &NodeOptions,
     server: &Server,
-    port: u16,
+    m: &Monitoring,
     status: &Arc<StatusFile>,
     tasks: &mut JoinSet<Result<()>>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let addr = SocketAddr::new(server.address, port);
+    let addr = SocketAddr::new(server.address, m.port);
     let listener = crate::firewall::bind(addr)?;
     status.add("monitoring", vec![addr], ComponentState::Ready);
     eprintln!("monitoring: agent on http://{addr}/metrics");
-    let name = server.name.clone();
     let dir = opts.layout.server_dir(&server.name);
-    let status = status.clone();
-    let readings = move || gather(&name, &dir, &status);
+    let reading = {
+        let (name, dir, status) = (server.name.clone(), dir.clone(), status.clone());
+        Arc::new(move || gather(&name, &dir, &status))
+    };
+    if let Some(target) = m
+        .collector
+        .as_ref()
+        .and_then(|c| opts.design.server(c))
+        .and_then(|s| Some(SocketAddr::new(s.address, s.collector.as_ref()?.port)))
+    {
+        let agent = Arc::new(Agent::new(&server.name, m.buffer, dir.join("agent.json")));
+        let _ = AGENT.set(agent.clone());
+        if let Some(http) = http() {
+            http.ship_to(agent.outbox.clone());
+            webstack_logs::tap_output(Box::new(move |line| {
+                let line = String::from_utf8_lossy(line);
+                let (component, level) = classify(&line);
+                http.log(component, level, line.trim_end());
+            }));
+        }
+        eprintln!(
+            "monitoring: reporting to the collector at {target} every {:?} (buffer: {} records)",
+            m.interval, m.buffer
+        );
+        let reading = reading.clone();
+        let metrics = move || encode(&reading());
+        let (local, interval, shutdown) = (server.address, m.interval, shutdown.clone());
+        tasks.spawn(async move {
+            agent.run(target, local, interval, metrics, shutdown).await;
+            Ok(())
+        });
+    }
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        webstack_monitoring::run(listener, readings, shutdown).await;
+        webstack_monitoring::run(listener, move || reading(), shutdown).await;
         Ok(())
     });
     Ok(())
+}
+
+/// The component a log line is about (its `web:` prefix) and how bad it sounds.
+fn classify(line: &str) -> (&'static str, &'static str) {
+    let lower = line.to_ascii_lowercase();
+    let level = if ["error", "failed", "cannot", "panicked", "refused"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        "error"
+    } else if ["warn", "retry", "lost", "gave up"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        "warning"
+    } else {
+        "info"
+    };
+    let component = [
+        ("load balancer", "load_balancer"),
+        ("web", "web"),
+        ("app", "app"),
+        ("database", "database"),
+        ("monitoring", "monitoring"),
+        ("collector", "collector"),
+        ("firewall", "firewall"),
+        ("tls", "tls"),
+    ]
+    .iter()
+    .find(|(prefix, _)| lower.starts_with(prefix))
+    .map_or("node", |(_, c)| c);
+    (component, level)
 }
 
 fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
@@ -109,8 +184,47 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
         .components
         .iter()
         .flat_map(|c| &c.certificates)
-        .map(|cert| (cert.listen.to_string(), cert.not_after as i64 - now))
+        .map(|cert| CertificateReading {
+            listen: cert.listen.to_string(),
+            source: cert.source.clone(),
+            expires_in: cert.not_after as i64 - now,
+            renewal_due_in: cert.renew_at as i64 - now,
+        })
         .collect();
+    let backends = POOL
+        .get()
+        .map(|pool| {
+            pool.snapshot()
+                .into_iter()
+                .map(|b| BackendReading {
+                    up: b.up && b.admin == webstack_load_balancer::AdminState::Ready,
+                    active: u64::from(b.active),
+                    errors: b.connect_errors + b.response_errors + b.timeouts,
+                    retries: b.retries,
+                    name: b.name,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let database = node
+        .components
+        .iter()
+        .find_map(|c| c.replication.as_ref())
+        .map(|r| DatabaseReading {
+            role: r.role.clone(),
+            lag_seconds: r.lag_ms.map(|ms| ms / 1000.0),
+            threads: [("io", r.io_running), ("sql", r.sql_running)]
+                .into_iter()
+                .filter_map(|(t, running)| Some((t, running?)))
+                .collect(),
+            semi_sync_on: r.semi_sync.as_ref().map(|s| s == "on"),
+        });
+    let agent = AGENT.get().map(|a| AgentReading {
+        buffered: a.outbox.len() as u64,
+        dropped: a.outbox.dropped_by_kind(),
+        delivered: a.delivered.load(std::sync::atomic::Ordering::Relaxed),
+        lost_at_restart: a.lost_at_restart,
+    });
     Readings {
         server: server.to_string(),
         processes,
@@ -119,6 +233,10 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
         firewall,
         certificates,
         http: http(),
+        state_filesystem_free_ratio: filesystem_free_ratio(dir),
+        backends,
+        database,
+        agent,
     }
 }
 

@@ -2,41 +2,14 @@
 //! runtime, through its stats listener (HAProxy's runtime API plays this role).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use webstack_topology::Design;
-
-const TIMEOUT: Duration = Duration::from_secs(3);
-
-/// One HTTP/1.1 exchange with `Connection: close`; returns status and body.
-async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-    let io = async {
-        let mut s = crate::operator::connect(addr).await?;
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    let buf = tokio::time::timeout(TIMEOUT, io)
-        .await
-        .context("the load balancer did not answer in time")??;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("not an HTTP answer")?;
-    Ok((status, body.to_string()))
-}
 
 /// The backends a load balancer reports (its `/backends.json`).
 pub async fn backends(stats: SocketAddr) -> Result<Vec<Value>> {
-    let (status, body) = exchange(stats, "GET", "/backends.json", "").await?;
+    let (status, body) = crate::operator::exchange(stats, "GET", "/backends.json", "").await?;
     if status != 200 {
         bail!("status {status}");
     }
@@ -86,9 +59,10 @@ pub async fn set_state(
     }
     let mut said = Vec::new();
     for (lb, addr) in stats_addresses(design, only)? {
-        let (status, body) = exchange(addr, "POST", &format!("/backends/{backend}/state"), state)
-            .await
-            .with_context(|| format!("load balancer {lb} ({addr})"))?;
+        let (status, body) =
+            crate::operator::exchange(addr, "POST", &format!("/backends/{backend}/state"), state)
+                .await
+                .with_context(|| format!("load balancer {lb} ({addr})"))?;
         match status {
             200 => said.push(format!("{lb}: {}", body.trim())),
             404 if only.is_none() => {}

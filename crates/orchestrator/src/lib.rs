@@ -13,6 +13,7 @@ mod faults;
 mod health;
 pub mod lb;
 mod logs;
+pub mod monitor;
 mod operator;
 mod record;
 mod secrets;

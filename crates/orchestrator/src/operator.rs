@@ -27,3 +27,34 @@ pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
             other => std::io::Error::other(other.to_string()),
         })
 }
+
+/// One HTTP/1.1 exchange with a stack's listener, from the operator's address (the
+/// firewalls let the operator's console in): (status, body).
+pub async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = connect(addr).await?;
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(std::time::Duration::from_secs(5), io)
+        .await
+        .with_context(|| format!("{addr} did not answer within 5 s"))??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("not an HTTP answer")?;
+    Ok((status, body.to_string()))
+}

@@ -71,6 +71,9 @@ pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, 
     if let Some(d) = &s.database {
         out.push(("database", SocketAddr::new(s.address, d.port)));
     }
+    if let Some(c) = &s.collector {
+        out.push(("collector", SocketAddr::new(s.address, c.port)));
+    }
     if let Some(m) = &s.monitoring {
         out.push(("monitoring", SocketAddr::new(s.address, m.port)));
     }
@@ -161,7 +164,7 @@ async fn probe(
     let state = reported.map(|c| c.state);
     match kind {
         "dns" => probe_dns(listen, host).await,
-        "monitoring" => probe_http(listen, host, "/metrics", 300).await,
+        "monitoring" | "collector" => probe_http(listen, host, "/metrics", 300).await,
         // The web server's own health path: its app servers have a probe of their own.
         "web" => probe_http(listen, host, webstack_web::HEALTH_PATH, 300).await,
         "app" => match design.codebase {

@@ -431,6 +431,9 @@ fn print_try_commands(design: &Design, ca: Option<&std::path::Path>) {
         design.dns.address,
         design.dns.port
     );
+    if let Some((name, addr)) = crate::monitor::collector(design) {
+        say!("Monitoring: the dashboard of {name} is http://{addr}/ (`webstack alerts`, `webstack trace REQUEST_ID`, `webstack logs --grep TEXT`)");
+    }
 }
 
 /// Waits for Ctrl-C, SIGTERM or SIGHUP, reporting servers that die meanwhile (a

@@ -76,6 +76,9 @@ pub fn edges(design: &Design) -> Vec<Edge> {
                 add(of, &s.name, "replication", true);
             }
         }
+        if let Some(c) = s.monitoring.as_ref().and_then(|m| m.collector.as_ref()) {
+            add(&s.name, c, "telemetry", true);
+        }
     }
     out
 }
@@ -118,6 +121,10 @@ fn component_lines(s: &Server) -> Vec<String> {
             DatabaseRole::Replica { of } => format!("MySQL replica of {of}"),
         };
         lines.push(format!("{role} :{}", d.port));
+    }
+    if let Some(c) = &s.collector {
+        lines.push(format!("monitoring collector :{}", c.port));
+        lines.push(format!("dashboard, {} alert rules", c.alerts.len()));
     }
     if s.monitoring.is_some() {
         lines.push("monitoring agent".into());

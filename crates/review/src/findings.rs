@@ -53,6 +53,8 @@ pub enum Kind {
     ExposedDatabase,
     ExposedAppServer,
     NoMonitoring,
+    NoCollector,
+    MonitoringSinglePoint,
     DeployDowntime,
     NoReplica,
     ManualFailover,
@@ -250,6 +252,39 @@ fn operations(design: &Design, out: &mut Vec<Finding>) {
             components: vec!["monitoring".into()],
             why: "Nobody learns that a server is failing, slow or full until users complain; there are no metrics or logs to find out why.".into(),
             fix: "add [servers.NAME.monitoring] to each server (host and HTTP metrics, logs, error traces)".into(),
+        });
+    }
+    let collectors: Vec<&str> = design
+        .servers
+        .iter()
+        .filter(|s| s.collector.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    let agents = design
+        .servers
+        .iter()
+        .filter(|s| s.monitoring.is_some())
+        .count();
+    if agents > 0 && collectors.is_empty() {
+        out.push(Finding {
+            kind: Kind::NoCollector,
+            severity: Severity::Medium,
+            title: "the monitoring agents have no collector to report to".into(),
+            servers: Vec::new(),
+            components: vec!["monitoring".into()],
+            why: "Each agent serves its own /metrics, but nothing gathers them: no alert fires, no dashboard shows the stack, and logs and error traces stay on each server.".into(),
+            fix: "add a server with [servers.NAME.collector] (the agents report to the design's one collector), or scrape every agent with a Prometheus of your own".into(),
+        });
+    }
+    if let [only] = collectors[..] {
+        out.push(Finding {
+            kind: Kind::MonitoringSinglePoint,
+            severity: Severity::Low,
+            title: format!("{only} is the only collector: monitoring has a single point of failure"),
+            servers: names(&[only]),
+            components: vec!["collector".into()],
+            why: format!("If {only} fails the site keeps serving, but no alert fires and the dashboard is gone until it is back; the agents buffer their records meanwhile and drop (and count) what their buffers cannot hold."),
+            fix: "have a second monitoring system watch this one (an external Prometheus scraping the collector's /metrics, with its own alert on it), as Prometheus users run two replicas behind Alertmanager".into(),
         });
     }
     let apps: Vec<&str> = design

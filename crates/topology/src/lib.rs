@@ -18,7 +18,7 @@ use std::path::Path;
 pub use error::{DesignError, Problem};
 pub use model::*;
 pub use shipped::{shipped_names, shipped_source, DEFAULT_DESIGN, SHIPPED};
-pub use validate::{parse_design, BUILTIN_CODEBASES, DNS_PROCESS_NAME};
+pub use validate::{parse_design, parse_duration, BUILTIN_CODEBASES, DNS_PROCESS_NAME};
 
 /// Where a design came from, for messages and for copying it into a stack's state.
 #[derive(Debug, Clone)]

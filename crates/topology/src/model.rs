@@ -91,6 +91,7 @@ pub struct Server {
     pub database: Option<Database>,
     pub firewall: Option<Firewall>,
     pub monitoring: Option<Monitoring>,
+    pub collector: Option<Collector>,
 }
 
 /// The kinds of component a server can run, for messages and listings.
@@ -102,6 +103,7 @@ pub enum ComponentKind {
     Database,
     Firewall,
     Monitoring,
+    Collector,
 }
 
 impl ComponentKind {
@@ -114,6 +116,7 @@ impl ComponentKind {
             ComponentKind::Database => "database",
             ComponentKind::Firewall => "firewall",
             ComponentKind::Monitoring => "monitoring",
+            ComponentKind::Collector => "collector",
         }
     }
 }
@@ -320,7 +323,31 @@ pub enum Protocol {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Monitoring {
+    /// The agent's own `/metrics`.
     pub port: u16,
+    /// The server running the collector this agent reports to, if the design has one.
+    pub collector: Option<String>,
+    /// Records the agent holds while the collector cannot take them; beyond, it drops
+    /// the newest and counts them.
+    pub buffer: usize,
+    /// How often the agent sends its metrics and what it buffered.
+    pub interval: std::time::Duration,
+}
+
+pub const DEFAULT_AGENT_BUFFER: usize = 50_000;
+
+/// The monitoring service: it holds what the agents send, within bounds, evaluates the
+/// alert rules and serves the dashboard, a query API and `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collector {
+    pub port: u16,
+    /// Metric samples older than this are dropped.
+    pub window: std::time::Duration,
+    pub max_logs: usize,
+    pub max_traces: usize,
+    pub notify: Option<Vec<String>>,
+    /// The rules in effect: the defaults, changed or turned off by the design, and its own.
+    pub alerts: Vec<webstack_alerts::RuleSpec>,
 }
 
 /// A virtual address that the active one of a group of load balancers holds.
@@ -483,6 +510,9 @@ impl Server {
         }
         if self.firewall.is_some() {
             kinds.push(ComponentKind::Firewall);
+        }
+        if self.collector.is_some() {
+            kinds.push(ComponentKind::Collector);
         }
         if self.monitoring.is_some() {
             kinds.push(ComponentKind::Monitoring);

@@ -74,6 +74,7 @@ pub struct RawServer {
     pub database: Option<Spanned<RawDatabase>>,
     pub firewall: Option<Spanned<RawFirewall>>,
     pub monitoring: Option<Spanned<RawMonitoring>>,
+    pub collector: Option<Spanned<RawCollector>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +205,40 @@ pub struct RawFirewallRule {
 #[serde(deny_unknown_fields)]
 pub struct RawMonitoring {
     pub port: Option<Spanned<u16>>,
+    /// The server whose collector the agent reports to (default: the design's one).
+    pub collector: Option<Spanned<String>>,
+    /// Records held while the collector cannot be reached.
+    pub buffer: Option<Spanned<u32>>,
+    /// How often the agent sends (`"1s"`).
+    pub interval: Option<Spanned<String>>,
+}
+
+/// `[servers.NAME.collector]`: the monitoring service the agents report to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollector {
+    pub port: Option<Spanned<u16>>,
+    /// How long metric samples are kept (`"15m"`).
+    pub window: Option<Spanned<String>>,
+    pub max_logs: Option<Spanned<u32>>,
+    pub max_traces: Option<Spanned<u32>>,
+    /// A command run on every alert that fires or resolves.
+    pub notify: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub alerts: Vec<Spanned<RawAlert>>,
+}
+
+/// An alert rule: a new one, or a change to (or `disabled = true` of) a default one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub name: Spanned<String>,
+    pub expr: Option<Spanned<String>>,
+    #[serde(rename = "for")]
+    pub for_: Option<Spanned<String>>,
+    pub severity: Option<Spanned<String>>,
+    pub summary: Option<Spanned<String>>,
+    pub disabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,24 @@ pub const DEFAULT_TLS_PORT: u16 = 443;
 pub const DEFAULT_APP_PORT: u16 = 8000;
 pub const DEFAULT_DATABASE_PORT: u16 = 3306;
 pub const DEFAULT_MONITORING_PORT: u16 = 9100;
+pub const DEFAULT_COLLECTOR_PORT: u16 = 9200;
+
+/// `500ms`, `30s`, `1m`, `2h`, `1d`; `0s` is zero.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    std::time::Duration::try_from_secs_f64(secs).ok()
+}
 /// HAProxy's customary stats port.
 pub const DEFAULT_STATS_PORT: u16 = 8404;
 
@@ -148,6 +166,7 @@ struct ServerFacts {
     has_web: bool,
     has_app: bool,
     has_lb: bool,
+    has_collector: bool,
     database_role: Option<Option<String>>,
 }
 
@@ -181,6 +200,7 @@ impl Validator<'_> {
                     has_web: s.web.is_some(),
                     has_app: s.app.is_some(),
                     has_lb: s.load_balancer.is_some(),
+                    has_collector: s.collector.is_some(),
                     database_role: s
                         .database
                         .as_ref()
@@ -758,9 +778,10 @@ impl Validator<'_> {
             && raw.web.is_none()
             && raw.app.is_none()
             && raw.database.is_none()
+            && raw.collector.is_none()
         {
-            self.problem(span.clone(), &prefix, "the server runs no load balancer, web server, app server or database",
-                Some("add a [servers.NAME.web], .app, .database or .load_balancer table, or remove the server".into()));
+            self.problem(span.clone(), &prefix, "the server runs no load balancer, web server, app server, database or collector",
+                Some("add a [servers.NAME.web], .app, .database, .load_balancer or .collector table, or remove the server".into()));
         }
 
         let mut ports: Vec<(u16, String, Range<usize>)> = Vec::new();
@@ -1084,8 +1105,77 @@ impl Validator<'_> {
             let m = m.into_inner();
             let key = format!("{prefix}.monitoring.port");
             take_port(&m.port, key.clone(), &mspan);
+            let collector = match &m.collector {
+                Some(c) => self
+                    .references(
+                        std::slice::from_ref(c),
+                        &format!("{prefix}.monitoring.collector"),
+                        facts,
+                        |f| f.has_collector,
+                        "runs no collector",
+                    )
+                    .pop(),
+                None => {
+                    let collectors: Vec<&String> = facts
+                        .iter()
+                        .filter(|(_, f)| f.has_collector)
+                        .map(|(n, _)| n)
+                        .collect();
+                    if collectors.len() > 1 {
+                        self.problem(mspan.clone(), format!("{prefix}.monitoring.collector"),
+                            format!("the design has {} collectors and the agent names none", collectors.len()),
+                            Some(format!("say which one it reports to: collector = {:?}", collectors[0])));
+                    }
+                    collectors.first().map(|n| n.to_string())
+                }
+            };
+            let buffer = match &m.buffer {
+                Some(b) if *b.get_ref() == 0 => {
+                    self.problem(b.span(), format!("{prefix}.monitoring.buffer"), "an agent with no buffer loses every record sent while the collector restarts",
+                        Some(format!("give it room, for example buffer = {DEFAULT_AGENT_BUFFER}")));
+                    DEFAULT_AGENT_BUFFER
+                }
+                Some(b) => *b.get_ref() as usize,
+                None => DEFAULT_AGENT_BUFFER,
+            };
             Monitoring {
                 port: self.port(m.port, &key, DEFAULT_MONITORING_PORT),
+                collector,
+                buffer,
+                interval: self.duration_text(
+                    &m.interval,
+                    &format!("{prefix}.monitoring.interval"),
+                    std::time::Duration::from_secs(1),
+                ),
+            }
+        });
+        let collector = raw.collector.map(|c| {
+            let cspan = c.span();
+            let c = c.into_inner();
+            let key = format!("{prefix}.collector");
+            take_port(&c.port, format!("{key}.port"), &cspan);
+            let count = |v: &Option<Spanned<u32>>, name: &str, default: usize, this: &mut Self| match v {
+                Some(n) if *n.get_ref() == 0 => {
+                    this.problem(n.span(), format!("{key}.{name}"), "a bound of 0 keeps nothing",
+                        Some(format!("use a positive number, for example {default}")));
+                    default
+                }
+                Some(n) => *n.get_ref() as usize,
+                None => default,
+            };
+            let max_logs = count(&c.max_logs, "max_logs", 20_000, self);
+            let max_traces = count(&c.max_traces, "max_traces", 2_000, self);
+            if let Some(cmd) = c.notify.as_ref().filter(|c| c.get_ref().is_empty()) {
+                self.problem(cmd.span(), format!("{key}.notify"), "the notify command is empty",
+                    Some("give the program and its arguments: notify = [\"/usr/local/bin/page\", \"--team\", \"web\"]".into()));
+            }
+            Collector {
+                port: self.port(c.port, &format!("{key}.port"), DEFAULT_COLLECTOR_PORT),
+                window: self.duration_text(&c.window, &format!("{key}.window"), std::time::Duration::from_secs(900)),
+                max_logs,
+                max_traces,
+                notify: c.notify.map(|n| n.into_inner()).filter(|n| !n.is_empty()),
+                alerts: self.alert_rules(c.alerts, &key),
             }
         });
 
@@ -1100,6 +1190,7 @@ impl Validator<'_> {
             ("app.port", DEFAULT_APP_PORT),
             ("database.port", DEFAULT_DATABASE_PORT),
             ("monitoring.port", DEFAULT_MONITORING_PORT),
+            ("collector.port", DEFAULT_COLLECTOR_PORT),
         ];
         let mut by_port: HashMap<u16, String> = HashMap::new();
         for (port, key, span) in ports {
@@ -1133,7 +1224,122 @@ impl Validator<'_> {
             database,
             firewall,
             monitoring,
+            collector,
         })
+    }
+
+    /// A duration written as Prometheus writes them: `500ms`, `30s`, `1m`, `2h`.
+    fn duration_text(
+        &mut self,
+        raw: &Option<Spanned<String>>,
+        key: &str,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        let Some(raw) = raw else { return default };
+        match parse_duration(raw.get_ref()) {
+            Some(d) if !d.is_zero() || key.ends_with(".for") => d,
+            _ => {
+                self.problem(
+                    raw.span(),
+                    key,
+                    format!("{:?} is not a duration", raw.get_ref()),
+                    Some("write a number and a unit: \"500ms\", \"30s\", \"1m\", \"2h\"".into()),
+                );
+                default
+            }
+        }
+    }
+
+    /// The collector's rules: the defaults, each changed or turned off by an entry of the
+    /// same name, then the design's own.
+    fn alert_rules(
+        &mut self,
+        raw: Vec<Spanned<RawAlert>>,
+        key: &str,
+    ) -> Vec<webstack_alerts::RuleSpec> {
+        let mut rules = webstack_alerts::default_rules();
+        let mut seen = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let rspan = r.span();
+            let r = r.into_inner();
+            let akey = format!("{key}.alerts[{i}]");
+            let name = r.name.get_ref().clone();
+            if seen.contains(&name) {
+                self.problem(
+                    r.name.span(),
+                    format!("{akey}.name"),
+                    format!("alert {name:?} is written twice"),
+                    Some("keep one entry per alert name".into()),
+                );
+                continue;
+            }
+            seen.push(name.clone());
+            let existing = rules.iter().position(|d| d.name == name);
+            if r.disabled == Some(true) {
+                match existing {
+                    Some(at) => {
+                        rules.remove(at);
+                    }
+                    None => self.problem(
+                        r.name.span(),
+                        format!("{akey}.disabled"),
+                        format!("there is no default alert {name:?} to turn off"),
+                        Some(format!(
+                            "default alerts: {}",
+                            webstack_alerts::default_rules()
+                                .iter()
+                                .map(|d| d.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    ),
+                }
+                continue;
+            }
+            let mut spec = match existing {
+                Some(at) => rules.remove(at),
+                None => {
+                    if r.expr.is_none() {
+                        self.problem(rspan.clone(), format!("{akey}.expr"), format!("the new alert {name:?} has no expression"),
+                            Some("add expr = \"webstack_db_replication_lag_seconds > 5\", or name a default alert to change it".into()));
+                        continue;
+                    }
+                    webstack_alerts::RuleSpec {
+                        name: name.clone(),
+                        expr: String::new(),
+                        for_: std::time::Duration::ZERO,
+                        severity: "warning".into(),
+                        summary: format!("{name} on {{server}}"),
+                    }
+                }
+            };
+            if let Some(e) = &r.expr {
+                if let Err(err) = webstack_alerts::parse(e.get_ref()) {
+                    self.problem(e.span(), format!("{akey}.expr"), format!("the expression does not parse {err}"),
+                        Some("write a PromQL comparison such as webstack_db_replication_lag_seconds > 5 (supported: selectors with = and !=, rate, increase, sum/max/min/count by, + - * /)".into()));
+                }
+                spec.expr = e.get_ref().clone();
+            }
+            if r.for_.is_some() {
+                spec.for_ = self.duration_text(&r.for_, &format!("{akey}.for"), spec.for_);
+            }
+            if let Some(s) = &r.severity {
+                if !["critical", "warning", "info"].contains(&s.get_ref().as_str()) {
+                    self.problem(
+                        s.span(),
+                        format!("{akey}.severity"),
+                        format!("unknown severity {:?}", s.get_ref()),
+                        Some("use \"critical\", \"warning\" or \"info\"".into()),
+                    );
+                }
+                spec.severity = s.get_ref().clone();
+            }
+            if let Some(s) = &r.summary {
+                spec.summary = s.get_ref().clone();
+            }
+            rules.push(spec);
+        }
+        rules
     }
 
     fn health_check(&mut self, raw: Option<Spanned<RawHealthCheck>>, lb_key: &str) -> HealthCheck {

@@ -22,7 +22,9 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, REFERER, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{request_id, serve_site, text, Body, HttpLimits, Https};
+use webstack_monitoring::RequestRecord;
+use webstack_net::http::{request_id, serve_site, text, Body, Failure, HttpLimits, Https};
+use webstack_net::trace::TraceContext;
 use webstack_net::Listener;
 
 pub use access_log::clf_time;
@@ -121,9 +123,14 @@ pub async fn run(
 }
 
 impl WebServer {
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(req.headers().get("x-request-id"));
+        // With an agent, this hop is a span of the request's trace (W3C traceparent).
+        let trace = self
+            .metrics
+            .is_some()
+            .then(|| TraceContext::enter(req.headers_mut()));
         let method = req.method().clone();
         let target = req
             .uri()
@@ -172,14 +179,18 @@ impl WebServer {
             request_id: &request_id,
             took: started.elapsed(),
         });
-        if let Some(metrics) = &self.metrics {
-            metrics.record(
-                "web",
-                method.as_str(),
-                resp.status().as_u16(),
+        if let (Some(metrics), Some(trace)) = (&self.metrics, &trace) {
+            metrics.request(&RequestRecord {
+                component: "web",
+                method: method.as_str(),
+                target: &target,
+                status: resp.status().as_u16(),
                 route,
-                started.elapsed().as_secs_f64(),
-            );
+                started,
+                request_id: &request_id,
+                trace,
+                failure: resp.extensions().get::<Failure>(),
+            });
         }
         resp
     }

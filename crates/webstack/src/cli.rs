@@ -53,14 +53,36 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Print a server's log (`dns` for the name server).
+    /// Print a server's log (`dns` for the name server), or every server's.
     Logs {
-        server: String,
+        /// The server; without it, every server's log, each line after its server's name.
+        server: Option<String>,
         #[arg(long)]
         stack: Option<String>,
+        /// Only the lines that contain this text (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
         /// Keep printing as the log grows.
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Show the alerts the design's collector has pending or firing.
+    Alerts {
+        #[arg(long)]
+        stack: Option<String>,
+        /// Print JSON for tools instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the servers a failed request crossed (its error trace), by its request id
+    /// (the X-Request-Id header of the answer).
+    Trace {
+        request_id: String,
+        #[arg(long)]
+        stack: Option<String>,
+        /// Print JSON for tools instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Send bounded load through the stack and report throughput, latency percentiles,
     /// errors by kind and each backend's share.

@@ -113,19 +113,56 @@ async fn run(cli: Cli) -> Result<()> {
                     layout.root().display()
                 );
                 print!("{}", orchestrator::render_status(&status));
+                if let Some(line) = orchestrator::monitor::status_line(&design).await {
+                    println!("{line}");
+                }
             }
             Ok(())
         }
         Commands::Logs {
             server,
             stack,
+            grep,
             follow,
         } => {
             let layout = orchestrator::select_stack_logs(&state_dir, stack.as_deref())?;
             tokio::task::spawn_blocking(move || {
-                orchestrator::show_logs(&layout, &server, follow, &mut std::io::stdout())
+                orchestrator::show_logs(
+                    &layout,
+                    server.as_deref(),
+                    grep.as_deref(),
+                    follow,
+                    &mut std::io::stdout(),
+                )
             })
             .await?
+        }
+        Commands::Alerts { stack, json } => {
+            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            let alerts = orchestrator::monitor::alerts(&design).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs_f64();
+                print!("{}", orchestrator::monitor::render_alerts(&alerts, now));
+            }
+            Ok(())
+        }
+        Commands::Trace {
+            request_id,
+            stack,
+            json,
+        } => {
+            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            let (spans, text) = orchestrator::monitor::trace(&design, &request_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&spans)?);
+            } else {
+                print!("{text}");
+            }
+            Ok(())
         }
         Commands::Bench {
             url,
