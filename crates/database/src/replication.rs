@@ -55,6 +55,9 @@ pub struct ReplicationStatus {
     pub io_running: Option<bool>,
     pub sql_running: Option<bool>,
     pub last_error: Option<String>,
+    /// Client connections open (`Threads_connected`).
+    #[serde(default)]
+    pub connections: Option<u64>,
 }
 
 /// The server id of an address (an IPv4 address is a unique 32-bit number already).
@@ -170,8 +173,12 @@ pub async fn status(conn: &mut mysql_async::Conn) -> Result<ReplicationStatus, m
     let gtid: Option<String> = conn.query_first("SELECT @@gtid_current_pos").await?;
     let read_only: Option<i64> = conn.query_first("SELECT @@read_only").await?;
     let slave: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await?;
+    let connections: Option<(String, u64)> = conn
+        .query_first("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+        .await?;
     let mut st = ReplicationStatus {
         gtid_position: gtid.unwrap_or_default(),
+        connections: connections.map(|(_, n)| n),
         ..Default::default()
     };
     if let Some(row) = slave {

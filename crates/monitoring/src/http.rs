@@ -31,6 +31,8 @@ pub struct HttpMetrics {
     server: String,
     requests: Family<Labels, Counter>,
     duration: Family<Labels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<Labels, Counter>,
+    upstream_retries: Family<Labels, Counter>,
     outbox: Arc<OnceLock<Arc<Outbox>>>,
 }
 
@@ -65,8 +67,31 @@ impl HttpMetrics {
             server: server.to_string(),
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            upstream_errors: Family::default(),
+            upstream_retries: Family::default(),
             outbox: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// A proxy's upstream failed: `connect`, `response` (lost while answering) or
+    /// `timeout`.
+    pub fn upstream_error(&self, component: &str, upstream: &str, kind: &str) {
+        let l: Labels = vec![
+            ("server", self.server.clone()),
+            ("component", component.to_string()),
+            ("upstream", upstream.to_string()),
+            ("kind", kind.to_string()),
+        ];
+        self.upstream_errors.get_or_create(&l).inc();
+    }
+
+    /// A proxy tried a request again on another upstream.
+    pub fn upstream_retry(&self, component: &str) {
+        let l: Labels = vec![
+            ("server", self.server.clone()),
+            ("component", component.to_string()),
+        ];
+        self.upstream_retries.get_or_create(&l).inc();
     }
 
     /// From now on, requests also go to the collector as records.
@@ -176,6 +201,16 @@ impl HttpMetrics {
             "http_request_duration_seconds",
             "Time to answer an HTTP request, by route template",
             self.duration.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failures of a proxy's upstreams, by kind (connect, response, timeout)",
+            self.upstream_errors.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Requests a proxy sent again to another upstream",
+            self.upstream_retries.clone(),
         );
     }
 }

@@ -51,6 +51,7 @@ pub struct DatabaseReading {
     pub threads: Vec<(&'static str, bool)>,
     /// Primaries: semi-sync acknowledged by a replica.
     pub semi_sync_on: Option<bool>,
+    pub connections: Option<u64>,
 }
 
 /// The agent's own delivery.
@@ -240,6 +241,15 @@ pub fn encode(r: &Readings) -> String {
         role.get_or_create(&vec![server(), ("role".into(), db.role.clone())])
             .set(1);
         registry.register("db_role", "The database's replication role", role);
+        if let Some(n) = db.connections {
+            let g = Family::<Labels, Gauge>::default();
+            g.get_or_create(&vec![server()]).set(n as i64);
+            registry.register(
+                "db_connections",
+                "Client connections open on the database",
+                g,
+            );
+        }
         if let Some(lag) = db.lag_seconds {
             let g = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
             g.get_or_create(&vec![server()]).set(lag);

@@ -101,6 +101,20 @@ impl Agent {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         let url = format!("http://{collector}/ingest");
+        // The counts are saved every tick on their own, since a send can wait up to 5 s
+        // for a collector that does not answer.
+        let saver = {
+            let (agent, shutdown) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    agent.save();
+                    tokio::select! {
+                        _ = tokio::time::sleep(TICK) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            })
+        };
         let mut next_reading = Instant::now();
         let mut reachable = true;
         let mut retry_at = Instant::now();
@@ -150,8 +164,9 @@ impl Agent {
                     }
                 }
             }
-            self.save();
             if stopping {
+                let _ = saver.await;
+                self.save();
                 return;
             }
             tokio::select! {

@@ -218,6 +218,7 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
                 .filter_map(|(t, running)| Some((t, running?)))
                 .collect(),
             semi_sync_on: r.semi_sync.as_ref().map(|s| s == "on"),
+            connections: r.connections,
         });
     let agent = AGENT.get().map(|a| AgentReading {
         buffered: a.outbox.len() as u64,

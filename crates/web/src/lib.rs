@@ -100,6 +100,7 @@ pub async fn run(
         config.local_address,
         config.upstreams.clone(),
         config.proxy.clone(),
+        config.metrics.clone(),
     );
     let server = Arc::new(WebServer {
         metrics: config.metrics.clone(),

@@ -46,6 +46,8 @@ pub struct Proxy {
     settings: ProxySettings,
     /// Named in error pages, so a person knows which box failed.
     server_name: String,
+    /// Upstream errors and retries, for the server's agent.
+    metrics: Option<webstack_monitoring::HttpMetrics>,
 }
 
 impl Proxy {
@@ -55,6 +57,7 @@ impl Proxy {
         local: IpAddr,
         upstreams: Vec<SocketAddr>,
         settings: ProxySettings,
+        metrics: Option<webstack_monitoring::HttpMetrics>,
     ) -> Proxy {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(local));
@@ -70,6 +73,13 @@ impl Proxy {
             next: AtomicUsize::new(0),
             settings,
             server_name: server_name.to_string(),
+            metrics,
+        }
+    }
+
+    fn count(&self, upstream: SocketAddr, kind: &str) {
+        if let Some(m) = &self.metrics {
+            m.upstream_error("web", &upstream.to_string(), kind);
         }
     }
 
@@ -133,18 +143,24 @@ impl Proxy {
             {
                 Ok(Ok(resp)) => return strip_response(resp),
                 Ok(Err(e)) if e.is_connect() => {
+                    self.count(upstream, "connect");
                     last_error = format!(
                         "cannot connect to app server {upstream}: {}",
                         root_cause(&e)
                     );
+                    if let (Some(m), true) = (&self.metrics, i + 1 < self.upstreams.len()) {
+                        m.upstream_retry("web");
+                    }
                     continue;
                 }
                 Ok(Err(e)) => {
+                    self.count(upstream, "response");
                     return text(StatusCode::BAD_GATEWAY, format!(
                         "502 Bad Gateway: the web server on {} lost app server {upstream} while waiting for its answer ({}). The app server is at fault; the request may or may not have been applied.",
                         self.server_name, root_cause(&e)));
                 }
                 Err(_) => {
+                    self.count(upstream, "timeout");
                     return text(StatusCode::GATEWAY_TIMEOUT, format!(
                         "504 Gateway Timeout: app server {upstream} did not answer the web server on {} within {:?}.",
                         self.server_name, self.settings.response_timeout));

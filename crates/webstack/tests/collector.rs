@@ -249,15 +249,13 @@ fn buffered_records_arrive_once_and_drops_are_counted(stack: &Stack, op: IpAddr,
         &["kind=\"access\""],
     );
     stack.ok(&["pause", "monitor"]);
-    // One curl, one keep-alive connection, each request with an id of its own.
-    let config: Vec<String> = (0..OUTAGE_REQUESTS)
-        .map(|i| format!("url = \"http://{web1}:8080/static/style.css\"\ninterface = \"{op}\"\nheader = \"X-Request-Id: outage-{i}\"\noutput = \"/dev/null\"\n"))
-        .collect();
-    let config = config.join("next\n");
-    let config_path = stack.state_dir().join("outage.curl");
-    std::fs::write(&config_path, config).unwrap();
-    let (ok, out) = curl(op, &["--config", config_path.to_str().unwrap()]);
-    assert!(ok, "{out}");
+    send(
+        op,
+        stack,
+        &format!("http://{web1}:8080/static/style.css"),
+        "outage",
+        OUTAGE_REQUESTS,
+    );
     // The agent holds what fits; the rest it refused and counted.
     let dropped = agent_metric(
         op,
@@ -390,7 +388,31 @@ fn a_dead_server_alerts_notifies_and_shows_down(
             "{server} up: {page}"
         );
     }
+    // Killed while the collector is away, web1's agent loses what it held; its next run
+    // says how much (from the counts the agent saves every 100 ms).
+    stack.ok(&["pause", "monitor"]);
+    let web1 = stack.host(11);
+    send(
+        op,
+        stack,
+        &format!("http://{web1}:8080/static/style.css"),
+        "crash",
+        50,
+    );
+    let saved = stack
+        .state_dir()
+        .join(format!("stacks/{}/servers/web1/agent.json", stack.name));
+    let unacknowledged = eventually(
+        Duration::from_secs(10),
+        "web1's agent saved 50 unacknowledged records",
+        || {
+            let v: Value = serde_json::from_slice(&std::fs::read(&saved).ok()?).ok()?;
+            let n = v["taken"].as_u64()? - v["acked"].as_u64()?;
+            (n >= 50).then_some(n)
+        },
+    );
     stack.ok(&["kill", "web1"]);
+    stack.ok(&["resume", "monitor"]);
     eventually(Duration::from_secs(15), "ServerDown fires for web1", || {
         let alerts = json(op, &format!("{collector}/api/alerts"));
         alerts
@@ -439,6 +461,42 @@ fn a_dead_server_alerts_notifies_and_shows_down(
     });
     let found = stack.ok(&["logs", "--grep", "ServerDown resolved"]);
     assert!(found.lines().any(|l| l.starts_with("monitor: ")), "{found}");
+    let said = stack.ok(&["logs", "web1", "--grep", "previous run ended with"]);
+    let lost: u64 = said
+        .split("ended with ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("web1's new run says what it lost: {said}"));
+    assert!(
+        lost >= unacknowledged,
+        "lost {lost}, saved {unacknowledged}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the collector shows the loss",
+        || {
+            let agents = json(op, &format!("{collector}/api/agents"));
+            let web1 = agents
+                .as_array()?
+                .iter()
+                .find(|a| a["server"] == "web1")?
+                .clone();
+            (web1["lost_at_restart"] == lost).then_some(())
+        },
+    );
+}
+
+/// `count` GETs of `url` from `source` on one keep-alive connection, with request ids
+/// `PREFIX-0`, `PREFIX-1`, ….
+fn send(source: IpAddr, stack: &Stack, url: &str, prefix: &str, count: usize) {
+    let config: Vec<String> = (0..count)
+        .map(|i| format!("url = \"{url}\"\ninterface = \"{source}\"\nheader = \"X-Request-Id: {prefix}-{i}\"\noutput = \"/dev/null\"\n"))
+        .collect();
+    let path = stack.state_dir().join(format!("{prefix}.curl"));
+    std::fs::write(&path, config.join("next\n")).unwrap();
+    let (ok, out) = curl(source, &["--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}");
 }
 
 fn a_502_has_a_trace_naming_every_hop(stack: &Stack, op: IpAddr) {
