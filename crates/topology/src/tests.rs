@@ -405,3 +405,122 @@ fn firewall_rules_and_their_mistakes() {
     assert!(p[3].message.contains("unknown protocol \"sctp\""));
     assert!(p.iter().all(|p| p.line == 18), "{p:?}");
 }
+
+/// GOOD with an agent on s1 and a collector server, plus `extra` TOML at the end.
+fn monitored(extra: &str) -> String {
+    format!(
+        "{GOOD}monitoring = {{ port = 9100 }}\n\n[servers.mon]\naddress = \"127.10.0.20\"\n[servers.mon.collector]\nport = 9200\n{extra}"
+    )
+}
+
+#[test]
+fn agents_report_to_the_one_collector_with_the_default_rules() {
+    let d = parse(&monitored("")).unwrap();
+    let s1 = d.server("s1").unwrap();
+    let m = s1.monitoring.as_ref().unwrap();
+    assert_eq!(m.collector.as_deref(), Some("mon"));
+    assert_eq!(
+        (m.buffer, m.interval),
+        (DEFAULT_AGENT_BUFFER, std::time::Duration::from_secs(1))
+    );
+    let c = d.server("mon").unwrap().collector.as_ref().unwrap();
+    assert_eq!(c.alerts.len(), webstack_alerts::default_rules().len());
+    assert_eq!(
+        (c.max_logs, c.window),
+        (20_000, std::time::Duration::from_secs(900))
+    );
+}
+
+#[test]
+fn alert_rules_are_changed_turned_off_and_added_by_name() {
+    let d = parse(&monitored(
+        r#"[[servers.mon.collector.alerts]]
+name = "ReplicationLagHigh"
+expr = "webstack_db_replication_lag_seconds > 5"
+for = "30s"
+[[servers.mon.collector.alerts]]
+name = "SemiSyncOff"
+disabled = true
+[[servers.mon.collector.alerts]]
+name = "SlowApp"
+expr = "webstack_http_requests_total{status=\"5xx\"} > 100"
+severity = "info"
+"#,
+    ))
+    .unwrap();
+    let rules = &d.server("mon").unwrap().collector.as_ref().unwrap().alerts;
+    let lag = rules
+        .iter()
+        .find(|r| r.name == "ReplicationLagHigh")
+        .unwrap();
+    assert_eq!(
+        (lag.expr.as_str(), lag.for_),
+        (
+            "webstack_db_replication_lag_seconds > 5",
+            std::time::Duration::from_secs(30)
+        )
+    );
+    assert_eq!(
+        lag.severity, "warning",
+        "what the entry leaves out stays the default"
+    );
+    assert!(rules.iter().all(|r| r.name != "SemiSyncOff"));
+    assert_eq!(
+        rules.iter().find(|r| r.name == "SlowApp").unwrap().severity,
+        "info"
+    );
+}
+
+#[test]
+fn a_rule_that_does_not_parse_is_named_with_its_key() {
+    let src = monitored("[[servers.mon.collector.alerts]]\nname = \"Typo\"\nexpr = \"up ==\"\n");
+    let line = src.lines().count();
+    let p = expect_one(
+        &src,
+        line,
+        "servers.mon.collector.alerts[0].expr",
+        "does not parse at character 6",
+    );
+    assert!(p.message.contains("expected a metric"), "{p}");
+    expect_one(
+        &monitored("[[servers.mon.collector.alerts]]\nname = \"Nope\"\ndisabled = true\n"),
+        src.lines().count() - 1,
+        "servers.mon.collector.alerts[0].disabled",
+        "no default alert \"Nope\"",
+    );
+    let p = problems(&monitored(
+        "[[servers.mon.collector.alerts]]\nname = \"ServerDown\"\nfor = \"soon\"\n",
+    ));
+    assert!(
+        p.iter()
+            .any(|p| p.key.ends_with("alerts[0].for") && p.message.contains("not a duration")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn agents_and_collectors_are_checked() {
+    let two = format!(
+        "{}\n[servers.mon2]\naddress = \"127.10.0.21\"\n[servers.mon2.collector]\n",
+        monitored("")
+    );
+    let p = problems(&two);
+    assert!(
+        p.iter()
+            .any(|p| p.key == "servers.s1.monitoring.collector"
+                && p.message.contains("2 collectors")),
+        "{p:#?}"
+    );
+    let src = GOOD.to_string() + "monitoring = { collector = \"s1\" }\n";
+    let p = problems(&src);
+    assert!(
+        p.iter().any(|p| p.message.contains("runs no collector")),
+        "{p:#?}"
+    );
+    let src = GOOD.to_string() + "monitoring = { buffer = 0 }\n";
+    let p = problems(&src);
+    assert!(
+        p.iter().any(|p| p.key == "servers.s1.monitoring.buffer"),
+        "{p:#?}"
+    );
+}
