@@ -5,6 +5,7 @@
 //! to a collector, each request also becomes an access record, and each 5xx a span of
 //! its error trace.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -34,6 +35,36 @@ pub struct HttpMetrics {
     upstream_errors: Family<Labels, Counter>,
     upstream_retries: Family<Labels, Counter>,
     outbox: Arc<OnceLock<Arc<Outbox>>>,
+    sampler: Arc<Sampler>,
+}
+
+/// At most `limit` access records of requests that did not fail per second (0: no
+/// limit); the rest are counted. A request's metrics count it either way.
+#[derive(Default)]
+struct Sampler {
+    limit: AtomicU64,
+    second: AtomicU64,
+    taken: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Sampler {
+    fn take(&self, now: f64) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit == 0 {
+            return true;
+        }
+        let second = now as u64;
+        if self.second.swap(second, Ordering::Relaxed) != second {
+            self.taken.store(0, Ordering::Relaxed);
+        }
+        if self.taken.fetch_add(1, Ordering::Relaxed) < limit {
+            true
+        } else {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 /// One answered request, as a component saw it.
@@ -70,7 +101,20 @@ impl HttpMetrics {
             upstream_errors: Family::default(),
             upstream_retries: Family::default(),
             outbox: Arc::new(OnceLock::new()),
+            sampler: Arc::default(),
         }
+    }
+
+    /// Access records of requests that did not fail, per second at most (0: every one).
+    pub fn limit_access_records(&self, per_second: u32) {
+        self.sampler
+            .limit
+            .store(u64::from(per_second), Ordering::Relaxed);
+    }
+
+    /// Access records left unsent by the limit.
+    pub fn access_records_skipped(&self) -> u64 {
+        self.sampler.skipped.load(Ordering::Relaxed)
     }
 
     /// A proxy's upstream failed: `connect`, `response` (lost while answering) or
@@ -121,26 +165,29 @@ impl HttpMetrics {
         let Some(outbox) = self.outbox.get() else {
             return;
         };
-        let at = crate::ship::now() - seconds;
+        let now = crate::ship::now();
+        let at = now - seconds;
         let level = match r.status {
             500.. => "error",
             400.. => "warning",
             _ => "info",
         };
-        outbox.push(Record::Log(LogRecord {
-            at,
-            server: self.server.clone(),
-            component: r.component.to_string(),
-            level: level.to_string(),
-            message: format!(
-                "{} {} {} {:.1}ms",
-                r.method,
-                r.target,
-                r.status,
-                seconds * 1000.0
-            ),
-            request_id: Some(r.request_id.to_string()),
-        }));
+        if r.status >= 400 || self.sampler.take(now) {
+            outbox.push(Record::Log(LogRecord {
+                at,
+                server: self.server.clone(),
+                component: r.component.to_string(),
+                level: level.to_string(),
+                message: format!(
+                    "{} {} {} {:.1}ms",
+                    r.method,
+                    r.target,
+                    r.status,
+                    seconds * 1000.0
+                ),
+                request_id: Some(r.request_id.to_string()),
+            }));
+        }
         // Health checks that fail are the checker's business (BackendDown), not a request
         // that failed a user: they are logged, not traced.
         if r.status >= 500 && r.route != "health" {

@@ -62,6 +62,8 @@ pub struct AgentReading {
     pub dropped: Vec<(&'static str, u64)>,
     pub delivered: u64,
     pub lost_at_restart: u64,
+    /// Access records the per-second limit left unsent.
+    pub access_records_skipped: u64,
 }
 
 /// A TLS endpoint's certificate.
@@ -310,6 +312,13 @@ pub fn encode(r: &Readings) -> String {
             "agent_delivered_records",
             "Records the collector acknowledged",
             delivered,
+        );
+        let skipped = Family::<Labels, Counter>::default();
+        skipped.get_or_create(&l).inc_by(a.access_records_skipped);
+        registry.register(
+            "agent_access_records_skipped",
+            "Access records of requests that did not fail, beyond the per-second limit (counted in the HTTP metrics, not sent)",
+            skipped,
         );
         let lost = Family::<Labels, Gauge>::default();
         lost.get_or_create(&l).set(a.lost_at_restart as i64);

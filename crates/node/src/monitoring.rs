@@ -75,6 +75,7 @@ pub fn start(
         let agent = Arc::new(Agent::new(&server.name, m.buffer, dir.join("agent.json")));
         let _ = AGENT.set(agent.clone());
         if let Some(http) = http() {
+            http.limit_access_records(m.access_records);
             http.ship_to(agent.outbox.clone());
             webstack_logs::tap_output(Box::new(move |line| {
                 let line = String::from_utf8_lossy(line);
@@ -225,6 +226,7 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
         dropped: a.outbox.dropped_by_kind(),
         delivered: a.delivered.load(std::sync::atomic::Ordering::Relaxed),
         lost_at_restart: a.lost_at_restart,
+        access_records_skipped: http().map_or(0, |h| h.access_records_skipped()),
     });
     Readings {
         server: server.to_string(),

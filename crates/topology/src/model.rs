@@ -332,7 +332,12 @@ pub struct Monitoring {
     pub buffer: usize,
     /// How often the agent sends its metrics and what it buffered.
     pub interval: std::time::Duration,
+    /// Access records of requests that did not fail (status under 400) sent per second at
+    /// most; beyond, they are counted but not sent (failures always are). 0: every one.
+    pub access_records: u32,
 }
+
+pub const DEFAULT_ACCESS_RECORDS: u32 = 1000;
 
 pub const DEFAULT_AGENT_BUFFER: usize = 50_000;
 

@@ -211,6 +211,8 @@ pub struct RawMonitoring {
     pub buffer: Option<Spanned<u32>>,
     /// How often the agent sends (`"1s"`).
     pub interval: Option<Spanned<String>>,
+    /// Access records of answered requests sent per second at most (0: every one).
+    pub access_records: Option<Spanned<u32>>,
 }
 
 /// `[servers.NAME.collector]`: the monitoring service the agents report to.

@@ -1142,6 +1142,7 @@ impl Validator<'_> {
                 port: self.port(m.port, &key, DEFAULT_MONITORING_PORT),
                 collector,
                 buffer,
+                access_records: m.access_records.map_or(DEFAULT_ACCESS_RECORDS, |a| a.into_inner()),
                 interval: self.duration_text(
                     &m.interval,
                     &format!("{prefix}.monitoring.interval"),

@@ -61,6 +61,7 @@ upstreams = ["app1"]
 [servers.web1.firewall]
 [servers.web1.monitoring]
 buffer = {WEB1_BUFFER}
+access_records = 0   # every access record, however many a second
 
 [servers.app1]
 address = "127.10.9.12"
