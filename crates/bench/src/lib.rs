@@ -41,6 +41,9 @@ pub struct BenchConfig {
     pub limit: Limit,
     /// Per request, from sending to the whole response.
     pub timeout: Duration,
+    /// A refused connection is tried once more after this long (a client that rides out
+    /// a floating IP's takeover); `None`: it counts as a failed request at once.
+    pub retry_refused: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,9 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// Responses per `X-Served-By` value.
     pub served_by: BTreeMap<String, u64>,
+    /// Refused connections tried again (with `retry_refused`), whatever the second try
+    /// gave.
+    pub retried_connects: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +89,7 @@ struct Shared {
     served_by: Mutex<BTreeMap<String, u64>>,
     ok: AtomicU64,
     redirects: AtomicU64,
+    retried: AtomicU64,
 }
 
 /// Runs the benchmark and reports. Refuses any target off this machine.
@@ -118,6 +125,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         served_by: Mutex::new(BTreeMap::new()),
         ok: AtomicU64::new(0),
         redirects: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
     });
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -148,6 +156,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         },
         errors,
         served_by,
+        retried_connects: shared.retried.load(Ordering::Relaxed),
     })
 }
 
@@ -160,7 +169,13 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
             return;
         }
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            match connect(config.target).await {
+            let mut connected = connect(config.target).await;
+            if let (Err(_), Some(wait)) = (&connected, config.retry_refused) {
+                shared.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                connected = connect(config.target).await;
+            }
+            match connected {
                 Ok(s) => sender = Some(s),
                 Err(_) => {
                     count(&shared.errors, "connect");
@@ -306,6 +321,7 @@ mod tests {
             connections: 1,
             limit: Limit::Requests(1),
             timeout: Duration::from_secs(1),
+            retry_refused: None,
         };
         assert!(matches!(run(config).await, Err(BenchError::NotLoopback(_))));
     }
@@ -335,6 +351,7 @@ mod tests {
             connections: 4,
             limit: Limit::Requests(200),
             timeout: Duration::from_secs(5),
+            retry_refused: None,
         };
         let r = run(config).await.unwrap();
         assert_eq!((r.requests, r.ok), (200, 200));

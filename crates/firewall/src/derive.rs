@@ -194,6 +194,29 @@ pub fn derive(design: &Design, server: &str) -> Option<Policy> {
             }
         }
     }
+    if let Some(f) = design.floating_ip_of(&s.name) {
+        let peers: BTreeSet<String> = f
+            .servers
+            .iter()
+            .filter(|n| **n != s.name)
+            .cloned()
+            .collect();
+        let sources = from_servers(&peers);
+        if sources != Sources::Networks(Vec::new()) {
+            rules.push(Rule {
+                action: Action::Allow,
+                sources,
+                port: Some(f.heartbeat_port),
+                protocol: Some(Protocol::Udp),
+                because: format!(
+                    "heartbeats of floating IP {} from {} (floating_ips.{}.servers)",
+                    f.name,
+                    join(&peers),
+                    f.name
+                ),
+            });
+        }
+    }
     Some(Policy {
         server: s.name.clone(),
         address: s.address,
@@ -242,6 +265,13 @@ fn ports(design: &Design, s: &Server) -> Vec<(u16, Protocol, String)> {
                 ));
             }
         }
+    }
+    if let Some(f) = design.floating_ip_of(&s.name) {
+        ports.push((
+            f.heartbeat_port,
+            Protocol::Udp,
+            format!("heartbeats of floating IP {}", f.name),
+        ));
     }
     ports
 }

@@ -16,8 +16,8 @@ pub mod wire;
 
 pub use http::{HttpMetrics, RequestRecord};
 pub use metrics::{
-    encode, AgentReading, BackendReading, CertificateReading, Component, DatabaseReading, Readings,
-    CONTENT_TYPE,
+    encode, AgentReading, BackendReading, CertificateReading, Component, DatabaseReading,
+    FloatingReading, Readings, CONTENT_TYPE,
 };
 pub use outbox::Outbox;
 pub use process::{filesystem_free_ratio, process_usage, ProcessUsage};

@@ -30,6 +30,19 @@ pub struct Readings {
     pub backends: Vec<BackendReading>,
     pub database: Option<DatabaseReading>,
     pub agent: Option<AgentReading>,
+    pub floating: Option<FloatingReading>,
+}
+
+/// The server's part in a floating IP's election.
+#[derive(Debug, Clone, Default)]
+pub struct FloatingReading {
+    pub name: String,
+    /// `MASTER`, `BACKUP`, `FAULT`.
+    pub state: String,
+    pub priority: u8,
+    pub holding: bool,
+    pub transitions: u64,
+    pub last_takeover: Option<f64>,
 }
 
 /// A load balancer's backend.
@@ -279,6 +292,50 @@ pub fn encode(r: &Readings) -> String {
             registry.register(
                 "db_semi_sync_on",
                 "1 while the primary's commits wait for a replica's acknowledgement",
+                g,
+            );
+        }
+    }
+
+    if let Some(f) = &r.floating {
+        let l = vec![
+            ("server".into(), r.server.clone()),
+            ("instance".into(), f.name.clone()),
+        ];
+        let state = Family::<Labels, Gauge>::default();
+        for s in ["MASTER", "BACKUP", "FAULT"] {
+            let mut ls = l.clone();
+            ls.push(("state".into(), s.to_string()));
+            state.get_or_create(&ls).set(i64::from(f.state == s));
+        }
+        registry.register(
+            "vrrp_state",
+            "1 for the state this member of the floating IP is in",
+            state,
+        );
+        let priority = Family::<Labels, Gauge>::default();
+        priority.get_or_create(&l).set(i64::from(f.priority));
+        registry.register("vrrp_priority", "The member's priority in effect", priority);
+        let holding = Family::<Labels, Gauge>::default();
+        holding.get_or_create(&l).set(i64::from(f.holding));
+        registry.register(
+            "vrrp_holding",
+            "1 while this member has the floating address's ports bound",
+            holding,
+        );
+        let transitions = Family::<Labels, Counter>::default();
+        transitions.get_or_create(&l).inc_by(f.transitions);
+        registry.register(
+            "vrrp_transitions",
+            "State changes of this member",
+            transitions,
+        );
+        if let Some(t) = f.last_takeover {
+            let g = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+            g.get_or_create(&l).set(t);
+            registry.register(
+                "vrrp_last_takeover_timestamp_seconds",
+                "When this member last became master (Unix time)",
                 g,
             );
         }

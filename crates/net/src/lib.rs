@@ -51,6 +51,9 @@ pub type PeerCheck = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 pub struct Listener {
     inner: TcpListener,
     peer_check: Option<PeerCheck>,
+    /// Connections another listener accepted for this one (a floating address held by
+    /// this server), already checked there.
+    side_door: Option<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>>>,
 }
 
 impl Listener {
@@ -70,7 +73,17 @@ impl Listener {
         Ok(Listener {
             inner,
             peer_check: None,
+            side_door: None,
         })
+    }
+
+    /// Also yields the connections sent into `rx`.
+    pub fn with_side_door(
+        mut self,
+        rx: tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>,
+    ) -> Listener {
+        self.side_door = Some(tokio::sync::Mutex::new(rx));
+        self
     }
 
     pub fn with_peer_check(mut self, check: PeerCheck) -> Listener {
@@ -93,7 +106,16 @@ impl Listener {
     /// Waits for the next admitted connection. Refused peers are closed at once.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         loop {
-            let (stream, peer) = self.inner.accept().await?;
+            let (stream, peer) = match &self.side_door {
+                None => self.inner.accept().await?,
+                Some(door) => {
+                    let mut door = door.lock().await;
+                    tokio::select! {
+                        got = self.inner.accept() => got?,
+                        Some(conn) = door.recv() => return Ok(conn),
+                    }
+                }
+            };
             match &self.peer_check {
                 Some(check) if !check(peer.ip()) => drop(stream),
                 _ => return Ok((stream, peer)),

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{refusal, text, Body, HttpLimits};
@@ -119,6 +121,12 @@ pub async fn serve_front<H, F>(
     let info = ConnectionInfo {
         tls: acceptor.is_some(),
     };
+    // Once stopping, every HTTP/1 response says `Connection: close`, so keep-alive
+    // clients end their connections at a request boundary instead of finding them closed
+    // under a request they just sent (HAProxy's idle-close-on-response).
+    let draining = Arc::new(AtomicBool::new(false));
+    let open = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(Notify::new());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -138,8 +146,11 @@ pub async fn serve_front<H, F>(
             let redirect = front.redirect_to_https;
             let acme = front.acme.clone();
             let max_target = limits.max_target_bytes;
+            let draining = draining.clone();
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info);
+                let http1 = req.version() < hyper::Version::HTTP_2;
+                let draining = draining.clone();
                 let outcome = match admit(&mut req, max_target, redirect, acme.as_deref()) {
                     None => Ok(handler(req, peer)),
                     Some(answer) => Err(answer),
@@ -155,15 +166,26 @@ pub async fn serve_front<H, F>(
                             .headers_mut()
                             .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
                     }
+                    if http1 && draining.load(Ordering::Relaxed) {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
                     Ok::<_, Infallible>(response)
                 }
             })
+        };
+        open.fetch_add(1, Ordering::Relaxed);
+        let done = ConnectionDone {
+            open: open.clone(),
+            closed: closed.clone(),
         };
         match &acceptor {
             None => {
                 let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(done);
                 });
             }
             Some(acceptor) => {
@@ -173,6 +195,7 @@ pub async fn serve_front<H, F>(
                 let (http1, http2) = (http1.clone(), http2.clone());
                 let timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
+                    let _done = done;
                     let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
                     else {
                         return;
@@ -189,8 +212,40 @@ pub async fn serve_front<H, F>(
         }
     }
     drop(listener);
+    // Busy connections end at their next response; give idle ones a moment to send one
+    // more request (and get its `Connection: close`), then close what is left.
+    draining.store(true, Ordering::Relaxed);
+    let idle_until = tokio::time::Instant::now() + IDLE_DRAIN.min(limits.shutdown_grace);
+    while open.load(Ordering::Relaxed) > 0 {
+        let notified = closed.notified();
+        if open.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(idle_until) => break,
+        }
+    }
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     let _ = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await;
+}
+
+/// How long a stopping server waits for idle keep-alive connections to make one more
+/// request before it closes them.
+const IDLE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Counts a connection out when its task ends, however it ends.
+struct ConnectionDone {
+    open: Arc<AtomicUsize>,
+    closed: Arc<Notify>,
+}
+
+impl Drop for ConnectionDone {
+    fn drop(&mut self) {
+        if self.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.closed.notify_waiters();
+        }
+    }
 }
 
 /// The request rules, then the HTTPS redirect of a plain port: `Some` is the answer the

@@ -71,20 +71,31 @@ pub fn bind(addr: SocketAddr) -> Result<webstack_net::Listener, webstack_net::Ne
     };
     let fw = fw.clone();
     let port = addr.port();
-    Ok(listener.with_peer_check(Arc::new(move |peer: IpAddr| fw.admit(peer, port))))
+    Ok(listener.with_peer_check(Arc::new(move |peer: IpAddr| {
+        fw.admit(peer, port, Protocol::Tcp)
+    })))
+}
+
+/// Whether a datagram from `peer` to this server's UDP `port` may be read (the floating
+/// IP's heartbeats; DNS runs in a process of its own).
+pub fn admit_udp(peer: IpAddr, port: u16) -> bool {
+    match FIREWALL.get() {
+        Some(Some(fw)) => fw.admit(peer, port, Protocol::Udp),
+        _ => true,
+    }
 }
 
 impl ServerFirewall {
-    fn admit(&self, peer: IpAddr, port: u16) -> bool {
-        let decision = self.policy.decide(peer, port, Protocol::Tcp);
+    fn admit(&self, peer: IpAddr, port: u16, protocol: Protocol) -> bool {
+        let decision = self.policy.decide(peer, port, protocol);
         self.counters.count(decision);
         if !decision.allowed {
-            self.log_refusal(peer, port, decision.rule);
+            self.log_refusal(peer, port, protocol, decision.rule);
         }
         decision.allowed
     }
 
-    fn log_refusal(&self, peer: IpAddr, port: u16, rule: Option<usize>) {
+    fn log_refusal(&self, peer: IpAddr, port: u16, protocol: Protocol, rule: Option<usize>) {
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
         let entry = logged
             .entry(rule)
@@ -102,8 +113,12 @@ impl ServerFirewall {
         } else {
             String::new()
         };
+        let protocol = match protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
         eprintln!(
-            "firewall: refused {peer} → {}:{port}/tcp: {why}{more}",
+            "firewall: refused {peer} → {}:{port}/{protocol}: {why}{more}",
             self.policy.address
         );
         *entry = (Instant::now(), 0);

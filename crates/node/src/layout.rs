@@ -47,6 +47,10 @@ impl StackLayout {
     pub fn replication_password(&self) -> PathBuf {
         self.secrets_dir().join("replication.password")
     }
+    /// The key that signs the floating IPs' heartbeats.
+    pub fn heartbeat_secret(&self) -> PathBuf {
+        self.secrets_dir().join("heartbeat.secret")
+    }
     /// The database cluster's runtime state (who is primary after a promotion).
     pub fn cluster_file(&self) -> PathBuf {
         self.root.join("cluster.json")

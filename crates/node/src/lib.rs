@@ -8,13 +8,14 @@
 mod cluster;
 mod collector;
 mod firewall;
+mod floating;
 mod layout;
 mod monitoring;
+mod pool;
 mod status;
-mod support;
 mod tls;
 
-pub use status::CertificateStatus;
+pub use status::{CertificateStatus, FloatingStatus};
 pub use tls::{check_certificate_files, site_names};
 
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +30,6 @@ use webstack_topology::{Codebase, Design, Server, Storage, DNS_PROCESS_NAME};
 pub use cluster::{current_primary, replication_settings, ClusterState, REPLICATION_USER};
 pub use layout::{default_state_dir, StackLayout};
 pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
-pub use support::{not_built_yet, NotBuilt};
 pub use webstack_database::default_cache_dir;
 
 /// The application's database and user names, the same on every database server.
@@ -73,16 +73,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
                 names.join(", ")
             );
         };
-        let missing = not_built_yet(&opts.design);
-        if let Some(m) = missing
-            .iter()
-            .find(|m| m.wherein.contains(&format!("servers.{}", server.name)))
-        {
-            bail!(
-                "server {} needs {m}, which this build of webstack cannot run yet",
-                server.name
-            );
-        }
         firewall::install(&opts.design, &server.name, &status);
         monitoring::install(server);
         if let Some(db) = &server.database {
@@ -222,8 +212,17 @@ fn start_load_balancer(
 ) -> Result<()> {
     let addr = SocketAddr::new(server.address, lb.port);
     let stats_addr = SocketAddr::new(server.address, lb.stats_port);
-    let listener = firewall::bind(addr)?;
+    let mut listener = firewall::bind(addr)?;
     let stats = firewall::bind(stats_addr)?;
+    // A member of a floating IP also takes the connections it accepts on that address
+    // while it is master, through side doors of its listeners.
+    let fip = opts.design.floating_ip_of(&server.name);
+    let mut doors = Vec::new();
+    if fip.is_some() {
+        let (door, rx) = floating::door(lb.port);
+        listener = listener.with_side_door(rx);
+        doors.push(door);
+    }
     let backends = lb
         .backends
         .iter()
@@ -263,7 +262,7 @@ fn start_load_balancer(
         timeouts: lb.timeouts.clone(),
         backend_roots: tls::backend_roots(opts, lb)?,
         metrics: monitoring::http(),
-        on_pool: Some(monitoring::watch_pool),
+        on_pool: Some(pool::publish),
     };
     status.add(
         "load_balancer",
@@ -271,19 +270,32 @@ fn start_load_balancer(
         ComponentState::Ready,
     );
     // In http mode TLS ends here; in tcp mode it passes through to the web servers.
+    let mut tls_door = |listener: webstack_net::Listener, port: u16| {
+        if fip.is_none() {
+            return listener;
+        }
+        let (door, rx) = floating::door(port);
+        doors.push(door);
+        listener.with_side_door(rx)
+    };
     let tls_front = match (&lb.tls, lb.mode) {
         (None, _) => None,
         (Some(t), webstack_topology::LbMode::Http) => {
-            Some(webstack_load_balancer::TlsFront::Terminate(
-                tls::start_endpoint(opts, server, "load_balancer", t, status, tasks, shutdown)?,
-            ))
+            let mut https =
+                tls::start_endpoint(opts, server, "load_balancer", t, status, tasks, shutdown)?;
+            https.listener = tls_door(https.listener, t.port);
+            Some(webstack_load_balancer::TlsFront::Terminate(https))
         }
         (Some(t), webstack_topology::LbMode::Tcp) => {
-            Some(webstack_load_balancer::TlsFront::PassThrough(
+            Some(webstack_load_balancer::TlsFront::PassThrough(tls_door(
                 firewall::bind(SocketAddr::new(server.address, t.port))?,
-            ))
+                t.port,
+            )))
         }
     };
+    if let Some(f) = fip {
+        floating::start(opts, server, f, doors, status, tasks, shutdown)?;
+    }
     if let Some(t) = &lb.tls {
         status.update(|s| {
             if let Some(c) = s.components.iter_mut().find(|c| c.kind == "load_balancer") {

@@ -10,10 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use webstack_load_balancer::BackendPool;
 use webstack_monitoring::{
     encode, filesystem_free_ratio, process_usage, Agent, AgentReading, BackendReading,
-    CertificateReading, Component, DatabaseReading, Readings,
+    CertificateReading, Component, DatabaseReading, FloatingReading, Readings,
 };
 use webstack_topology::{Monitoring, Server};
 
@@ -41,14 +40,6 @@ pub fn http() -> Option<webstack_monitoring::HttpMetrics> {
 
 /// The agent's delivery to its collector, once started.
 static AGENT: std::sync::OnceLock<Arc<Agent>> = std::sync::OnceLock::new();
-/// The load balancer's backends, when the server runs one.
-static POOL: std::sync::OnceLock<Arc<BackendPool>> = std::sync::OnceLock::new();
-
-/// Given to the load balancer, which hands over its backend pool when it starts.
-pub fn watch_pool(pool: Arc<BackendPool>) {
-    let _ = POOL.set(pool);
-}
-
 pub fn start(
     opts: &NodeOptions,
     server: &Server,
@@ -192,8 +183,7 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
             renewal_due_in: cert.renew_at as i64 - now,
         })
         .collect();
-    let backends = POOL
-        .get()
+    let backends = crate::pool::current()
         .map(|pool| {
             pool.snapshot()
                 .into_iter()
@@ -240,6 +230,14 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
         backends,
         database,
         agent,
+        floating: node.floating.as_ref().map(|f| FloatingReading {
+            name: f.name.clone(),
+            state: f.state.clone(),
+            priority: f.priority,
+            holding: f.holding,
+            transitions: f.transitions,
+            last_takeover: f.last_takeover,
+        }),
     }
 }
 

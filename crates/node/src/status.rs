@@ -16,6 +16,27 @@ pub struct NodeStatus {
     /// Connections decided by each firewall rule, the default deny last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Vec<u64>>,
+    /// The floating IP this server's load balancer may hold, and its part in the election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating: Option<FloatingStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FloatingStatus {
+    pub name: String,
+    pub address: std::net::IpAddr,
+    /// `MASTER`, `BACKUP`, `FAULT`.
+    pub state: String,
+    /// In effect (lowered while all backends are down).
+    pub priority: u8,
+    pub base_priority: u8,
+    /// Whether this server has the address's ports bound right now.
+    pub holding: bool,
+    pub transitions: u64,
+    /// Seconds since the Unix epoch, when it last became master.
+    pub last_takeover: Option<f64>,
+    /// The master, as this member last heard.
+    pub master: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,6 +91,7 @@ impl StatusFile {
             pid: std::process::id(),
             components: Vec::new(),
             firewall: None,
+            floating: None,
         };
         let file = StatusFile {
             path,

@@ -76,7 +76,11 @@ pub async fn set_state(
 }
 
 /// A table of every load balancer's backends, for people.
-pub async fn render(design: &Design, only: Option<&str>) -> Result<String> {
+pub async fn render(
+    design: &Design,
+    layout: &webstack_node::StackLayout,
+    only: Option<&str>,
+) -> Result<String> {
     let mut rows = vec![[
         "LB".to_string(),
         "BACKEND".into(),
@@ -122,5 +126,10 @@ pub async fn render(design: &Design, only: Option<&str>) -> Result<String> {
             ]);
         }
     }
-    Ok(crate::status::table(&rows))
+    let mut out = crate::status::table(&rows);
+    for f in crate::status::floating_reports(design, layout) {
+        out.push_str(&crate::status::render_floating(&f));
+        out.push('\n');
+    }
+    Ok(out)
 }

@@ -19,6 +19,20 @@ pub struct StackStatus {
     pub entry: Option<(String, SocketAddr)>,
     pub dns: SocketAddr,
     pub servers: Vec<ServerStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub floating_ips: Vec<FloatingReport>,
+}
+
+/// A floating IP: who holds it, and each member's view.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloatingReport {
+    pub name: String,
+    pub address: IpAddr,
+    /// The member that has the address's ports bound (two would be a bug: the kernel
+    /// lets one socket bind a port).
+    pub holders: Vec<String>,
+    /// (server, its status), for the members that are running.
+    pub members: Vec<(String, webstack_node::FloatingStatus)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +61,7 @@ impl StackStatus {
         self.servers
             .iter()
             .all(|s| s.alive && s.components.iter().all(|c| c.health.healthy))
+            && self.floating_ips.iter().all(|f| f.holders.len() == 1)
     }
 }
 
@@ -151,7 +166,69 @@ pub async fn collect(
         entry: design.entry_point(),
         dns: SocketAddr::new(design.dns.address, design.dns.port),
         servers,
+        floating_ips: floating_reports(design, layout),
     }
+}
+
+/// Each floating IP as its running members report it (node.json of live nodes).
+pub fn floating_reports(design: &Design, layout: &StackLayout) -> Vec<FloatingReport> {
+    design
+        .floating_ips
+        .iter()
+        .map(|f| {
+            let members: Vec<(String, webstack_node::FloatingStatus)> = f
+                .servers
+                .iter()
+                .filter_map(|name| {
+                    let node = read_status(&layout.node_status(name))?;
+                    let floating = node
+                        .floating
+                        .filter(|_| webstack_net::process::alive(node.pid))?;
+                    Some((name.clone(), floating))
+                })
+                .collect();
+            FloatingReport {
+                name: f.name.clone(),
+                address: f.address,
+                holders: members
+                    .iter()
+                    .filter(|(_, s)| s.holding)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                members,
+            }
+        })
+        .collect()
+}
+
+/// `floating IP vip 127.10.3.100: held by lb1 (MASTER, priority 200); lb2 BACKUP 100`.
+pub fn render_floating(f: &FloatingReport) -> String {
+    let holder = match f.holders.as_slice() {
+        [] => "held by nobody".to_string(),
+        [one] => format!("held by {one}"),
+        many => format!("HELD BY {} AT ONCE", many.join(" AND ")),
+    };
+    let members: Vec<String> = f
+        .members
+        .iter()
+        .map(|(n, s)| {
+            let tracked = if s.priority < s.base_priority {
+                format!(" (of {}: its backends are down)", s.base_priority)
+            } else {
+                String::new()
+            };
+            format!(
+                "{n} {} priority {}{tracked}, {} transitions",
+                s.state, s.priority, s.transitions
+            )
+        })
+        .collect();
+    format!(
+        "floating IP {} {}: {holder}; {}",
+        f.name,
+        f.address,
+        members.join("; ")
+    )
 }
 
 async fn probe(
@@ -317,7 +394,12 @@ pub fn render(status: &StackStatus) -> String {
             }
         }
     }
-    table(&rows)
+    let mut out = table(&rows);
+    for f in &status.floating_ips {
+        out.push_str(&render_floating(f));
+        out.push('\n');
+    }
+    out
 }
 
 /// `certificate for www.foobar.com, 127.10.2.10 (local CA: webstack local CA …), expires

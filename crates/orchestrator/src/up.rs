@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use webstack_node::{not_built_yet, StackLayout};
+use webstack_node::StackLayout;
 use webstack_topology::Design;
 
 use crate::down::{any_alive, stop_stack};
@@ -57,6 +57,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
     }
     crate::secrets::ensure_password(&layout.database_password())?;
     crate::secrets::ensure_password(&layout.replication_password())?;
+    crate::secrets::ensure_password(&layout.heartbeat_secret())?;
     // The stack's CA is made here, once, before any node could race to make its own.
     let local_ca = uses_local_ca(&design)
         .then(|| {
@@ -134,16 +135,6 @@ pub async fn up(opts: UpOptions) -> Result<()> {
 
 /// Refuses designs this build or this machine cannot run, naming every reason.
 fn preflight(design: &Design) -> Result<()> {
-    let missing = not_built_yet(design);
-    if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().map(|m| format!("  - {m}")).collect();
-        bail!(
-            "design {} needs components that this version of webstack does not build yet:\n{}\nThe design is valid (`webstack validate {}` checks it); `webstack up simple` runs today.",
-            design.name,
-            list.join("\n"),
-            design.name
-        );
-    }
     crate::check_certificates(design)?;
     let mut problems = Vec::new();
     let mut addresses = vec![("the DNS server".to_string(), design.dns.address)];
@@ -397,7 +388,11 @@ fn print_try_commands(design: &Design, ca: Option<&std::path::Path>) {
     };
     let (ip, port) = (addr.ip(), addr.port());
     say!("Try it:");
-    let entry = design.servers.iter().find(|s| s.address == ip);
+    // The server behind the entry: by its address, or a member of the floating IP.
+    let entry = design.servers.iter().find(|s| s.address == ip).or_else(|| {
+        let f = design.floating_ips.iter().find(|f| f.address == ip)?;
+        design.server(f.servers.first()?)
+    });
     let tls = entry.and_then(|s| {
         s.load_balancer
             .as_ref()

@@ -362,6 +362,23 @@ pub struct FloatingIp {
     pub address: IpAddr,
     /// In priority order: the first is the preferred holder.
     pub servers: Vec<String>,
+    /// Each member's priority, in the order of `servers`.
+    pub priorities: Vec<u8>,
+    pub interval: std::time::Duration,
+    pub preempt: bool,
+    pub preempt_delay: std::time::Duration,
+    pub heartbeat_port: u16,
+    pub track_weight: u8,
+    pub notify: Option<Vec<String>>,
+}
+
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 5112;
+
+impl FloatingIp {
+    pub fn priority_of(&self, server: &str) -> Option<u8> {
+        let i = self.servers.iter().position(|s| s == server)?;
+        self.priorities.get(i).copied()
+    }
 }
 
 impl Design {
@@ -394,6 +411,13 @@ impl Design {
 
     pub fn floating_ip(&self, name: &str) -> Option<&FloatingIp> {
         self.floating_ips.iter().find(|f| f.name == name)
+    }
+
+    /// The floating IP `server` is a member of, if any.
+    pub fn floating_ip_of(&self, server: &str) -> Option<&FloatingIp> {
+        self.floating_ips
+            .iter()
+            .find(|f| f.servers.iter().any(|s| s == server))
     }
 
     /// The fully qualified name of a record of the zone (`www` → `www.foobar.com`).

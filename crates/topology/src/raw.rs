@@ -249,4 +249,16 @@ pub struct RawFloatingIp {
     pub address: Option<Spanned<String>>,
     #[serde(default)]
     pub servers: Vec<Spanned<String>>,
+    /// Heartbeat interval (`"100ms"`, `"1s"`).
+    pub interval: Option<Spanned<String>>,
+    /// Per server, 1 to 254 (default: 200, 100, 50, … in the order of `servers`).
+    pub priorities: Option<Spanned<BTreeMap<Spanned<String>, Spanned<u8>>>>,
+    pub preempt: Option<bool>,
+    pub preempt_delay: Option<Spanned<String>>,
+    /// UDP port the members' heartbeats go to, on each member's own address.
+    pub heartbeat_port: Option<Spanned<u16>>,
+    /// Priority lost while all of a member's backends are down (keepalived's track weight).
+    pub track_weight: Option<Spanned<u8>>,
+    /// A command run on every state change, with INSTANCE NAME STATE PRIORITY appended.
+    pub notify: Option<Spanned<Vec<String>>>,
 }

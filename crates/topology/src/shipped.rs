@@ -12,7 +12,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
 ];
 
 /// The design `webstack up` runs when none is named.
-pub const DEFAULT_DESIGN: &str = "simple";
+pub const DEFAULT_DESIGN: &str = "scaled";
 
 pub fn shipped_names() -> Vec<&'static str> {
     SHIPPED.iter().map(|(name, _)| *name).collect()

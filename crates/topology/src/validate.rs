@@ -1147,6 +1147,7 @@ impl Validator<'_> {
                     &m.interval,
                     &format!("{prefix}.monitoring.interval"),
                     std::time::Duration::from_secs(1),
+                    false,
                 ),
             }
         });
@@ -1172,7 +1173,7 @@ impl Validator<'_> {
             }
             Collector {
                 port: self.port(c.port, &format!("{key}.port"), DEFAULT_COLLECTOR_PORT),
-                window: self.duration_text(&c.window, &format!("{key}.window"), std::time::Duration::from_secs(900)),
+                window: self.duration_text(&c.window, &format!("{key}.window"), std::time::Duration::from_secs(900), false),
                 max_logs,
                 max_traces,
                 notify: c.notify.map(|n| n.into_inner()).filter(|n| !n.is_empty()),
@@ -1235,10 +1236,11 @@ impl Validator<'_> {
         raw: &Option<Spanned<String>>,
         key: &str,
         default: std::time::Duration,
+        zero_ok: bool,
     ) -> std::time::Duration {
         let Some(raw) = raw else { return default };
         match parse_duration(raw.get_ref()) {
-            Some(d) if !d.is_zero() || key.ends_with(".for") => d,
+            Some(d) if !d.is_zero() || zero_ok => d,
             _ => {
                 self.problem(
                     raw.span(),
@@ -1322,7 +1324,7 @@ impl Validator<'_> {
                 spec.expr = e.get_ref().clone();
             }
             if r.for_.is_some() {
-                spec.for_ = self.duration_text(&r.for_, &format!("{akey}.for"), spec.for_);
+                spec.for_ = self.duration_text(&r.for_, &format!("{akey}.for"), spec.for_, true);
             }
             if let Some(s) = &r.severity {
                 if !["critical", "warning", "info"].contains(&s.get_ref().as_str()) {
@@ -1533,7 +1535,7 @@ impl Validator<'_> {
         );
         if raw.servers.len() < 2 {
             self.problem(
-                span,
+                span.clone(),
                 format!("{key}.servers"),
                 "a floating IP needs at least two load balancers to move between",
                 Some(
@@ -1549,10 +1551,67 @@ impl Validator<'_> {
             |f| f.has_lb,
             "runs no load balancer to hold the address",
         );
+        let mut priorities: Vec<u8> = (0..servers.len())
+            .map(|i| (200u32 >> i.min(7)).max(1) as u8)
+            .collect();
+        if let Some(p) = raw.priorities {
+            for (server, prio) in p.into_inner() {
+                let pkey = format!("{key}.priorities.{}", server.get_ref());
+                match servers.iter().position(|s| s == server.get_ref()) {
+                    None => self.problem(server.span(), pkey, format!("{:?} is not one of the floating IP's servers", server.get_ref()),
+                        Some(format!("servers: {}", servers.join(", ")))),
+                    Some(_) if !(1..=254).contains(prio.get_ref()) => self.problem(prio.span(), pkey,
+                        format!("priority {} is outside 1 to 254", prio.get_ref()),
+                        Some("VRRP keeps 0 for a master that leaves and 255 for the address's owner: use 1 to 254".into())),
+                    Some(i) => priorities[i] = prio.into_inner(),
+                }
+            }
+        }
+        let interval = self.duration_text(
+            &raw.interval,
+            &format!("{key}.interval"),
+            std::time::Duration::from_secs(1),
+            false,
+        );
+        if interval < std::time::Duration::from_millis(10)
+            || interval > std::time::Duration::from_secs(40)
+        {
+            self.problem(
+                span.clone(),
+                format!("{key}.interval"),
+                format!("a heartbeat interval of {interval:?} is outside 10ms to 40s"),
+                Some(
+                    "VRRP advertises every 1 s by default; 100ms moves the address in about 0.35 s"
+                        .into(),
+                ),
+            );
+        }
+        let preempt_delay = self.duration_text(
+            &raw.preempt_delay,
+            &format!("{key}.preempt_delay"),
+            std::time::Duration::ZERO,
+            true,
+        );
+        if let Some(cmd) = raw.notify.as_ref().filter(|c| c.get_ref().is_empty()) {
+            self.problem(cmd.span(), format!("{key}.notify"), "the notify command is empty",
+                Some("give the program and its arguments; INSTANCE, the name, the state and the priority are appended".into()));
+        }
+        let heartbeat_port = self.port(
+            raw.heartbeat_port,
+            &format!("{key}.heartbeat_port"),
+            DEFAULT_HEARTBEAT_PORT,
+        );
         Some(FloatingIp {
             name: name.into_inner(),
             address: address?,
             servers,
+            priorities,
+            interval,
+            preempt: raw.preempt.unwrap_or(true),
+            preempt_delay,
+            heartbeat_port,
+            track_weight: raw.track_weight.map_or(60, |w| w.into_inner()),
+            notify: raw.notify.map(|n| n.into_inner()).filter(|n| !n.is_empty()),
         })
     }
 }

@@ -102,6 +102,10 @@ pub enum Commands {
         /// The HTTP method; POST sends a small guestbook message as JSON.
         #[arg(long, default_value = "GET")]
         method: String,
+        /// Try a refused connection once more after this many milliseconds (to ride out a
+        /// floating IP's takeover) instead of failing the request at once.
+        #[arg(long, value_name = "MS")]
+        retry_refused: Option<u64>,
         /// Print JSON for tools instead of a table.
         #[arg(long)]
         json: bool,

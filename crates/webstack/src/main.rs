@@ -171,6 +171,7 @@ async fn run(cli: Cli) -> Result<()> {
             duration,
             requests,
             method,
+            retry_refused,
             json,
         } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
@@ -197,6 +198,7 @@ async fn run(cli: Cli) -> Result<()> {
                 connections,
                 limit,
                 timeout: Duration::from_secs(30),
+                retry_refused: retry_refused.map(Duration::from_millis),
             };
             let report = webstack_bench::run(config.clone()).await?;
             if json {
@@ -327,10 +329,10 @@ async fn run(cli: Cli) -> Result<()> {
         Commands::Lb {
             command: LbCommand::Status { stack, lb },
         } => {
-            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
             print!(
                 "{}",
-                orchestrator::lb::render(&design, lb.as_deref()).await?
+                orchestrator::lb::render(&design, &layout, lb.as_deref()).await?
             );
             Ok(())
         }
@@ -443,17 +445,6 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("  {:<10} {:<15} {}", s.name, s.address, kinds.join(", "));
             }
             orchestrator::check_certificates(d)?;
-            let missing = webstack_node::not_built_yet(d);
-            if !missing.is_empty() {
-                println!(
-                    "Not runnable with this version yet: {}",
-                    missing
-                        .iter()
-                        .map(|m| m.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                );
-            }
             Ok(())
         }
         Commands::Designs => {

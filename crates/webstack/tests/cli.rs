@@ -108,25 +108,6 @@ fn syntax_error_names_file_line_and_column() {
 }
 
 #[test]
-fn designs_that_need_unbuilt_components_are_refused_by_name() {
-    let state = tempfile::tempdir().unwrap();
-    // Everything of secured runs now (it has a test of its own); scaled waits for the
-    // floating IP only. `--subnet` keeps the shipped addresses free even if it ran.
-    let out = webstack(
-        state.path(),
-        &["up", "scaled", "--subnet", "127.99.250.0/24"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let scaled = stderr(&out);
-    assert!(
-        scaled.contains("the floating IP (active-passive load balancers) (floating_ips.vip)")
-            && !scaled.contains("monitoring")
-            && !scaled.contains("firewall"),
-        "{scaled}"
-    );
-}
-
-#[test]
 fn unknown_design_and_bad_arguments() {
     let state = tempfile::tempdir().unwrap();
     let unknown = webstack(state.path(), &["up", "nosuch"]);

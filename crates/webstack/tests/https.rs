@@ -19,8 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_webstack");
 const SHIPPED_TLS: &str =
     "tls = { port = 8443, hsts_max_age = 31536000 }   # HTTPS; the plain port redirects (308)";
 
-/// The secured design without the blocks of components not built yet, its load
-/// balancer's `tls` line replaced by `tls`.
+/// The secured design without its firewalls and monitoring (tests of their own cover
+/// them), its load balancer's `tls` line replaced by `tls`.
 fn secured_design(dir: &Path, tls: &str) -> PathBuf {
     let source = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
