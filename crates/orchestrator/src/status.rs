@@ -217,8 +217,17 @@ pub fn render_floating(f: &FloatingReport) -> String {
             } else {
                 String::new()
             };
+            let takeover = s
+                .last_takeover
+                .map(|t| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(t, |d| d.as_secs_f64());
+                    format!(", last took over {:.1}s ago", (now - t).max(0.0))
+                })
+                .unwrap_or_default();
             format!(
-                "{n} {} priority {}{tracked}, {} transitions",
+                "{n} {} priority {}{tracked}, {} transitions{takeover}",
                 s.state, s.priority, s.transitions
             )
         })

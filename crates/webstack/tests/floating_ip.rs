@@ -75,6 +75,15 @@ fn up(extra: &str) -> (Stack, tempfile::TempDir) {
     (stack, dir)
 }
 
+/// `up` returns once someone holds the address. The members start a few milliseconds
+/// apart, so lb2 may win the first election; with preempt, lb1 (the higher priority)
+/// then takes the address within a Master_Down_Interval (plus any preempt delay).
+fn settled(stack: &Stack) {
+    eventually(Duration::from_secs(10), "lb1 holds the address", || {
+        (holder(stack) == Some("lb1")).then_some(())
+    });
+}
+
 /// A live member's view: (state, holding), from its node's status. A killed node's
 /// status file stays behind: it says nothing.
 fn member_at(servers: &Path, server: &str) -> Option<(String, bool)> {
@@ -232,7 +241,7 @@ fn wait_for_traffic(stack: &Stack, lb: &str) {
 #[test]
 fn kill_9_of_the_master_moves_the_address_in_time_and_only_in_flight_requests_fail() {
     let (stack, _dir) = up("");
-    assert_eq!(holder(&stack), Some("lb1"));
+    settled(&stack);
     let sampler = Sampler::start(&stack);
     let load = Load::start(&stack, 4);
     wait_for_traffic(&stack, "lb1");
@@ -279,6 +288,7 @@ fn kill_9_of_the_master_moves_the_address_in_time_and_only_in_flight_requests_fa
 #[test]
 fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back() {
     let (stack, _dir) = up("preempt_delay = \"1s\"");
+    settled(&stack);
     let sampler = Sampler::start(&stack);
     let load = Load::start(&stack, 6);
     wait_for_traffic(&stack, "lb1");
@@ -314,24 +324,31 @@ fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back
 fn with_nopreempt_the_old_master_stays_backup() {
     let (stack, _dir) = up("preempt = false");
     let sampler = Sampler::start(&stack);
-    stack.ok(&["stop", "lb1"]);
-    eventually(Duration::from_secs(5), "lb2 holds the address", || {
-        (holder(&stack) == Some("lb2")).then_some(())
-    });
-    stack.ok(&["start", "lb1"]);
-    // lb1 hears lb2's adverts for well over its Master_Down_Interval and stays backup.
+    // Whoever won the first election (without preempt, lb2 may keep it).
+    let master = holder(&stack).expect("up waits for a holder");
+    let other = if master == "lb1" { "lb2" } else { "lb1" };
+    stack.ok(&["stop", master]);
+    eventually(
+        Duration::from_secs(5),
+        "the other member holds the address",
+        || (holder(&stack) == Some(other)).then_some(()),
+    );
+    stack.ok(&["start", master]);
+    // The returning member hears the holder's adverts for well over its
+    // Master_Down_Interval and stays backup, even when it has the higher priority.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        assert_eq!(holder(&stack), Some("lb2"));
+        assert_eq!(holder(&stack), Some(other));
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(member(&stack, "lb1").unwrap().0, "BACKUP");
+    assert_eq!(member(&stack, master).unwrap().0, "BACKUP");
     sampler.finish();
 }
 
 #[test]
 fn a_paused_master_keeps_the_address_and_no_second_holder_appears() {
     let (stack, _dir) = up("");
+    settled(&stack);
     let sampler = Sampler::start(&stack);
     stack.ok(&["pause", "lb1"]);
     // lb2 hears nothing, becomes master, and finds the address's port still bound by the
@@ -361,6 +378,7 @@ fn a_paused_master_keeps_the_address_and_no_second_holder_appears() {
 #[test]
 fn a_master_whose_backends_are_all_down_hands_over() {
     let (stack, _dir) = up("");
+    settled(&stack);
     stack.ok(&["kill", "web1"]);
     // lb1's priority drops by its track weight, 150 − 60 = 90, under lb2's 100.
     eventually(Duration::from_secs(10), "lb2 holds the address", || {
@@ -398,6 +416,7 @@ fn now_us() -> u64 {
 #[test]
 fn a_strangers_or_replayed_heartbeat_changes_nothing() {
     let (stack, _dir) = up("");
+    settled(&stack);
     let secret = std::fs::read_to_string(
         stack
             .state_dir()
