@@ -123,7 +123,10 @@ impl CertSource {
                     &opts.design.domain,
                 )?),
                 names: names.to_vec(),
-                ips: vec![server.address],
+                // A member of a floating IP serves on that address too while it holds it.
+                ips: std::iter::once(server.address)
+                    .chain(opts.design.floating_ip_of(&server.name).map(|f| f.address))
+                    .collect(),
             },
             CertificateSource::Files { cert, key } => CertSource::Files {
                 cert: cert.clone(),

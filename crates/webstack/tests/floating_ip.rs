@@ -287,7 +287,12 @@ fn kill_9_of_the_master_moves_the_address_in_time_and_only_in_flight_requests_fa
 
 #[test]
 fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back() {
-    let (stack, _dir) = up("preempt_delay = \"1s\"");
+    let hooks = tempfile::tempdir().unwrap();
+    let notified = hooks.path().join("notify.log");
+    let (stack, _dir) = up(&format!(
+        "preempt_delay = \"1s\"\nnotify = [\"sh\", \"-c\", \"echo \\\"$*\\\" >> {}\", \"hook\"]",
+        notified.display()
+    ));
     settled(&stack);
     let sampler = Sampler::start(&stack);
     let load = Load::start(&stack, 6);
@@ -316,6 +321,12 @@ fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back
         status.contains("floating IP vip") && status.contains("held by lb1"),
         "{status}"
     );
+    // keepalived's notify: INSTANCE NAME STATE PRIORITY on every change, in order.
+    let hooks = std::fs::read_to_string(&notified).unwrap();
+    let lb2_took_over = hooks.find("INSTANCE vip MASTER 100").expect(&hooks);
+    let lb1_took_back = hooks.rfind("INSTANCE vip MASTER 150").expect(&hooks);
+    assert!(lb2_took_over < lb1_took_back, "{hooks}");
+    assert!(hooks.contains("INSTANCE vip BACKUP 100"), "{hooks}");
     let metrics = stack.ok(&["lb", "status"]);
     assert!(metrics.contains("lb1 MASTER priority 150"), "{metrics}");
 }
@@ -324,8 +335,10 @@ fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back
 fn with_nopreempt_the_old_master_stays_backup() {
     let (stack, _dir) = up("preempt = false");
     let sampler = Sampler::start(&stack);
+    let load = Load::start(&stack, 6);
     // Whoever won the first election (without preempt, lb2 may keep it).
     let master = holder(&stack).expect("up waits for a holder");
+    wait_for_traffic(&stack, master);
     let other = if master == "lb1" { "lb2" } else { "lb1" };
     stack.ok(&["stop", master]);
     eventually(
@@ -342,7 +355,9 @@ fn with_nopreempt_the_old_master_stays_backup() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(member(&stack, master).unwrap().0, "BACKUP");
+    let report = load.report();
     sampler.finish();
+    assert_eq!(failed(&report), 0, "{report}");
 }
 
 #[test]
