@@ -4,6 +4,7 @@
 //! `client` is the one-query client that health probes and tests use.
 
 pub mod client;
+mod counts;
 pub mod edns;
 mod server;
 mod zone;
@@ -12,6 +13,7 @@ mod zone;
 mod tests;
 
 pub use client::{query, Answer, Transport};
+pub use counts::AnswerCounts;
 pub use hickory_proto::op::ResponseCode;
 pub use hickory_proto::rr::RecordType;
 pub use server::run;

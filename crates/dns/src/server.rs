@@ -26,6 +26,7 @@ pub async fn run(
     design: &Design,
     udp: UdpSocket,
     tcp: TcpListener,
+    counts: Arc<crate::AnswerCounts>,
     shutdown: CancellationToken,
 ) -> Result<(), DnsError> {
     let serial = std::time::SystemTime::now()
@@ -44,7 +45,10 @@ pub async fn run(
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
 
-    let mut server = Server::new(EdnsAnswers { inner: catalog });
+    let mut server = Server::new(crate::counts::Counted {
+        inner: EdnsAnswers { inner: catalog },
+        counts,
+    });
     server.register_socket(udp);
     server.register_listener(tcp, TCP_TIMEOUT, 64 * 1024);
     shutdown.cancelled().await;

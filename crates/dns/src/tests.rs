@@ -24,6 +24,7 @@ app = { storage = "sqlite" }
 struct Running {
     addr: SocketAddr,
     shutdown: CancellationToken,
+    counts: std::sync::Arc<crate::AnswerCounts>,
 }
 
 impl Drop for Running {
@@ -40,8 +41,14 @@ async fn start() -> Running {
     let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    tokio::spawn(async move { run(&design, udp, tcp, token).await.unwrap() });
-    Running { addr, shutdown }
+    let counts = std::sync::Arc::new(crate::AnswerCounts::default());
+    let c = counts.clone();
+    tokio::spawn(async move { run(&design, udp, tcp, c, token).await.unwrap() });
+    Running {
+        addr,
+        shutdown,
+        counts,
+    }
 }
 
 const T: Duration = Duration::from_secs(5);
@@ -134,6 +141,8 @@ async fn other_zones_are_refused() {
     .await
     .unwrap();
     assert_eq!(a.code, ResponseCode::Refused);
+    // Counted by response code, for the monitoring agent.
+    assert_eq!(dns.counts.snapshot(), [("refused".to_string(), 1)]);
 }
 
 #[tokio::test]

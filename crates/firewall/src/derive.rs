@@ -147,6 +147,16 @@ pub fn derive(design: &Design, server: &str) -> Option<Policy> {
                 if agents.len() == 1 { "s" } else { "" },
             ),
         );
+        if let Some(m) = &design.dns.monitoring {
+            if m.collector.as_deref() == Some(s.name.as_str()) {
+                allow(
+                    single(design.dns.address),
+                    c.port,
+                    "the name server's monitoring agent reports here (dns.monitoring.collector)"
+                        .into(),
+                );
+            }
+        }
         allow(
             single(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             c.port,

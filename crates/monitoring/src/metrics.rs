@@ -31,6 +31,8 @@ pub struct Readings {
     pub database: Option<DatabaseReading>,
     pub agent: Option<AgentReading>,
     pub floating: Option<FloatingReading>,
+    /// The name server's answers by response code.
+    pub dns_answers: Vec<(String, u64)>,
 }
 
 /// The server's part in a floating IP's election.
@@ -295,6 +297,22 @@ pub fn encode(r: &Readings) -> String {
                 g,
             );
         }
+    }
+
+    if !r.dns_answers.is_empty() {
+        let answers = Family::<Labels, Counter>::default();
+        for (code, n) in &r.dns_answers {
+            let l = vec![
+                ("server".into(), r.server.clone()),
+                ("rcode".into(), code.clone()),
+            ];
+            answers.get_or_create(&l).inc_by(*n);
+        }
+        registry.register(
+            "dns_answers",
+            "Answers of the name server, by response code",
+            answers,
+        );
     }
 
     if let Some(f) = &r.floating {

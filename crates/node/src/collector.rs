@@ -97,6 +97,23 @@ pub fn whiteboard(design: &Design, collector: &str) -> Whiteboard {
             }),
         }
     }
+    // The name server first, as the user meets it first.
+    tiers.insert(
+        0,
+        Tier {
+            name: "name server".into(),
+            servers: vec![BoardServer {
+                name: webstack_topology::DNS_PROCESS_NAME.into(),
+                address: design.dns.address.to_string(),
+                components: vec!["dns".into()],
+                monitored: design
+                    .dns
+                    .monitoring
+                    .as_ref()
+                    .is_some_and(|m| m.collector.as_deref() == Some(collector)),
+            }],
+        },
+    );
     Whiteboard {
         title: format!(
             "{} · www.{} ({})",

@@ -58,7 +58,20 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
     if opts.server == DNS_PROCESS_NAME {
+        let dns = &opts.design.dns;
+        monitoring::install(DNS_PROCESS_NAME, dns.monitoring.as_ref());
         start_dns(&opts.design, &status, &mut tasks, &shutdown).await?;
+        if let Some(m) = &dns.monitoring {
+            monitoring::start(
+                &opts,
+                DNS_PROCESS_NAME,
+                dns.address,
+                m,
+                &status,
+                &mut tasks,
+                &shutdown,
+            )?;
+        }
     } else {
         let Some(server) = opts.design.server(&opts.server) else {
             let names: Vec<&str> = opts
@@ -74,7 +87,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
             );
         };
         firewall::install(&opts.design, &server.name, &status);
-        monitoring::install(server);
+        monitoring::install(&server.name, server.monitoring.as_ref());
         if let Some(db) = &server.database {
             start_database(&opts, server, db.port, &status, &mut tasks, &shutdown)?;
         }
@@ -91,7 +104,15 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
             collector::start(&opts.design, server, c, &status, &mut tasks, &shutdown)?;
         }
         if let Some(m) = &server.monitoring {
-            monitoring::start(&opts, server, m, &status, &mut tasks, &shutdown)?;
+            monitoring::start(
+                &opts,
+                &server.name,
+                server.address,
+                m,
+                &status,
+                &mut tasks,
+                &shutdown,
+            )?;
         }
     }
     eprintln!(
@@ -141,8 +162,10 @@ async fn start_dns(
         "dns: serving zone {} on {addr} (UDP and TCP)",
         design.domain
     );
+    let counts = Arc::new(webstack_dns::AnswerCounts::default());
+    monitoring::watch_dns(counts.clone());
     let (design, shutdown) = (design.clone(), shutdown.clone());
-    tasks.spawn(async move { Ok(webstack_dns::run(&design, udp, tcp, shutdown).await?) });
+    tasks.spawn(async move { Ok(webstack_dns::run(&design, udp, tcp, counts, shutdown).await?) });
     Ok(())
 }
 

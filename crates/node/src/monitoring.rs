@@ -2,7 +2,7 @@
 //! owns (its processes, its state directory, its components' states, its firewall's
 //! counters, its certificates) into the agent's readings at every scrape.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,7 @@ use webstack_monitoring::{
     encode, filesystem_free_ratio, process_usage, Agent, AgentReading, BackendReading,
     CertificateReading, Component, DatabaseReading, FloatingReading, Readings,
 };
-use webstack_topology::{Monitoring, Server};
+use webstack_topology::Monitoring;
 
 use crate::status::{ComponentState, StatusFile};
 use crate::NodeOptions;
@@ -24,13 +24,15 @@ static HTTP: std::sync::OnceLock<Option<webstack_monitoring::HttpMetrics>> =
     std::sync::OnceLock::new();
 
 /// Sets up the HTTP metrics the components record into, if the server has an agent.
-pub fn install(server: &Server) {
-    let _ = HTTP.set(
-        server
-            .monitoring
-            .as_ref()
-            .map(|_| webstack_monitoring::HttpMetrics::new(&server.name)),
-    );
+pub fn install(server: &str, monitoring: Option<&Monitoring>) {
+    let _ = HTTP.set(monitoring.map(|_| webstack_monitoring::HttpMetrics::new(server)));
+}
+
+/// The name server's answers by response code, when this process is the name server.
+static DNS: std::sync::OnceLock<Arc<webstack_dns::AnswerCounts>> = std::sync::OnceLock::new();
+
+pub fn watch_dns(counts: Arc<webstack_dns::AnswerCounts>) {
+    let _ = DNS.set(counts);
 }
 
 /// What the web server and the load balancer record their requests into.
@@ -40,21 +42,24 @@ pub fn http() -> Option<webstack_monitoring::HttpMetrics> {
 
 /// The agent's delivery to its collector, once started.
 static AGENT: std::sync::OnceLock<Arc<Agent>> = std::sync::OnceLock::new();
+/// Starts the agent of `server` (a server of the design, or the name server's process)
+/// on its `address`.
 pub fn start(
     opts: &NodeOptions,
-    server: &Server,
+    server: &str,
+    address: IpAddr,
     m: &Monitoring,
     status: &Arc<StatusFile>,
     tasks: &mut JoinSet<Result<()>>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let addr = SocketAddr::new(server.address, m.port);
+    let addr = SocketAddr::new(address, m.port);
     let listener = crate::firewall::bind(addr)?;
     status.add("monitoring", vec![addr], ComponentState::Ready);
     eprintln!("monitoring: agent on http://{addr}/metrics");
-    let dir = opts.layout.server_dir(&server.name);
+    let dir = opts.layout.server_dir(server);
     let reading = {
-        let (name, dir, status) = (server.name.clone(), dir.clone(), status.clone());
+        let (name, dir, status) = (server.to_string(), dir.clone(), status.clone());
         Arc::new(move || gather(&name, &dir, &status))
     };
     if let Some(target) = m
@@ -63,7 +68,7 @@ pub fn start(
         .and_then(|c| opts.design.server(c))
         .and_then(|s| Some(SocketAddr::new(s.address, s.collector.as_ref()?.port)))
     {
-        let agent = Arc::new(Agent::new(&server.name, m.buffer, dir.join("agent.json")));
+        let agent = Arc::new(Agent::new(server, m.buffer, dir.join("agent.json")));
         let _ = AGENT.set(agent.clone());
         if let Some(http) = http() {
             http.limit_access_records(m.access_records);
@@ -80,7 +85,7 @@ pub fn start(
         );
         let reading = reading.clone();
         let metrics = move || encode(&reading());
-        let (local, interval, shutdown) = (server.address, m.interval, shutdown.clone());
+        let (local, interval, shutdown) = (address, m.interval, shutdown.clone());
         tasks.spawn(async move {
             agent.run(target, local, interval, metrics, shutdown).await;
             Ok(())
@@ -230,6 +235,7 @@ fn gather(server: &str, dir: &Path, status: &StatusFile) -> Readings {
         backends,
         database,
         agent,
+        dns_answers: DNS.get().map(|c| c.snapshot()).unwrap_or_default(),
         floating: node.floating.as_ref().map(|f| FloatingReading {
             name: f.name.clone(),
             state: f.state.clone(),

@@ -68,7 +68,12 @@ impl StackStatus {
 /// The components a server of the design runs, with the port each listens on.
 pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, SocketAddr)> {
     if server == DNS_PROCESS_NAME {
-        return vec![("dns", SocketAddr::new(design.dns.address, design.dns.port))];
+        let dns = &design.dns;
+        let mut out = vec![("dns", SocketAddr::new(dns.address, dns.port))];
+        if let Some(m) = &dns.monitoring {
+            out.push(("monitoring", SocketAddr::new(dns.address, m.port)));
+        }
+        return out;
     }
     let Some(s) = design.server(server) else {
         return Vec::new();

@@ -31,6 +31,8 @@ pub struct Dns {
     pub address: IpAddr,
     pub port: u16,
     pub records: Vec<ARecord>,
+    /// An agent in the name server's process (its queries by response code).
+    pub monitoring: Option<Monitoring>,
 }
 
 /// One name of the zone and the targets its A records point at.

@@ -52,6 +52,8 @@ pub struct RawDns {
     /// Record name (`www`, `@`) to targets: server names, floating IP names or addresses.
     #[serde(default)]
     pub records: BTreeMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+    /// A monitoring agent in the name server's process.
+    pub monitoring: Option<Spanned<RawMonitoring>>,
 }
 
 /// `[codebase]`: the application the app servers run.

@@ -666,6 +666,7 @@ impl Validator<'_> {
             address: IpAddr::from([127, 0, 0, 1]),
             port: DEFAULT_DNS_PORT,
             records: Vec::new(),
+            monitoring: None,
         };
         let Some(raw) = raw else {
             self.problem(
@@ -745,10 +746,25 @@ impl Validator<'_> {
                 targets: resolved,
             });
         }
+        let monitoring = raw.monitoring.map(|m| {
+            let monitoring = self.monitoring(m, "dns", facts);
+            if monitoring.port == port {
+                self.problem(
+                    span.clone(),
+                    "dns.monitoring.port",
+                    format!("port {port} is already the name server's"),
+                    Some(format!(
+                        "give the agent a port of its own, for example {DEFAULT_MONITORING_PORT}"
+                    )),
+                );
+            }
+            monitoring
+        });
         Dns {
             address: address.unwrap_or(empty.address),
             port,
             records,
+            monitoring,
         }
     }
 
@@ -1101,55 +1117,12 @@ impl Validator<'_> {
             Firewall { allow, deny }
         });
         let monitoring = raw.monitoring.map(|m| {
-            let mspan = m.span();
-            let m = m.into_inner();
-            let key = format!("{prefix}.monitoring.port");
-            take_port(&m.port, key.clone(), &mspan);
-            let collector = match &m.collector {
-                Some(c) => self
-                    .references(
-                        std::slice::from_ref(c),
-                        &format!("{prefix}.monitoring.collector"),
-                        facts,
-                        |f| f.has_collector,
-                        "runs no collector",
-                    )
-                    .pop(),
-                None => {
-                    let collectors: Vec<&String> = facts
-                        .iter()
-                        .filter(|(_, f)| f.has_collector)
-                        .map(|(n, _)| n)
-                        .collect();
-                    if collectors.len() > 1 {
-                        self.problem(mspan.clone(), format!("{prefix}.monitoring.collector"),
-                            format!("the design has {} collectors and the agent names none", collectors.len()),
-                            Some(format!("say which one it reports to: collector = {:?}", collectors[0])));
-                    }
-                    collectors.first().map(|n| n.to_string())
-                }
-            };
-            let buffer = match &m.buffer {
-                Some(b) if *b.get_ref() == 0 => {
-                    self.problem(b.span(), format!("{prefix}.monitoring.buffer"), "an agent with no buffer loses every record sent while the collector restarts",
-                        Some(format!("give it room, for example buffer = {DEFAULT_AGENT_BUFFER}")));
-                    DEFAULT_AGENT_BUFFER
-                }
-                Some(b) => *b.get_ref() as usize,
-                None => DEFAULT_AGENT_BUFFER,
-            };
-            Monitoring {
-                port: self.port(m.port, &key, DEFAULT_MONITORING_PORT),
-                collector,
-                buffer,
-                access_records: m.access_records.map_or(DEFAULT_ACCESS_RECORDS, |a| a.into_inner()),
-                interval: self.duration_text(
-                    &m.interval,
-                    &format!("{prefix}.monitoring.interval"),
-                    std::time::Duration::from_secs(1),
-                    false,
-                ),
-            }
+            take_port(
+                &m.get_ref().port,
+                format!("{prefix}.monitoring.port"),
+                &m.span(),
+            );
+            self.monitoring(m, &prefix, facts)
         });
         let collector = raw.collector.map(|c| {
             let cspan = c.span();
@@ -1228,6 +1201,81 @@ impl Validator<'_> {
             monitoring,
             collector,
         })
+    }
+
+    /// A monitoring agent's block (`PREFIX.monitoring`): its port, its collector (the
+    /// design's one when it names none), its buffer and interval.
+    fn monitoring(
+        &mut self,
+        m: Spanned<RawMonitoring>,
+        prefix: &str,
+        facts: &BTreeMap<String, ServerFacts>,
+    ) -> Monitoring {
+        let mspan = m.span();
+        let m = m.into_inner();
+        let key = format!("{prefix}.monitoring.port");
+        let collector = match &m.collector {
+            Some(c) => self
+                .references(
+                    std::slice::from_ref(c),
+                    &format!("{prefix}.monitoring.collector"),
+                    facts,
+                    |f| f.has_collector,
+                    "runs no collector",
+                )
+                .pop(),
+            None => {
+                let collectors: Vec<&String> = facts
+                    .iter()
+                    .filter(|(_, f)| f.has_collector)
+                    .map(|(n, _)| n)
+                    .collect();
+                if collectors.len() > 1 {
+                    self.problem(
+                        mspan.clone(),
+                        format!("{prefix}.monitoring.collector"),
+                        format!(
+                            "the design has {} collectors and the agent names none",
+                            collectors.len()
+                        ),
+                        Some(format!(
+                            "say which one it reports to: collector = {:?}",
+                            collectors[0]
+                        )),
+                    );
+                }
+                collectors.first().map(|n| n.to_string())
+            }
+        };
+        let buffer = match &m.buffer {
+            Some(b) if *b.get_ref() == 0 => {
+                self.problem(
+                    b.span(),
+                    format!("{prefix}.monitoring.buffer"),
+                    "an agent with no buffer loses every record sent while the collector restarts",
+                    Some(format!(
+                        "give it room, for example buffer = {DEFAULT_AGENT_BUFFER}"
+                    )),
+                );
+                DEFAULT_AGENT_BUFFER
+            }
+            Some(b) => *b.get_ref() as usize,
+            None => DEFAULT_AGENT_BUFFER,
+        };
+        Monitoring {
+            port: self.port(m.port, &key, DEFAULT_MONITORING_PORT),
+            collector,
+            buffer,
+            access_records: m
+                .access_records
+                .map_or(DEFAULT_ACCESS_RECORDS, |a| a.into_inner()),
+            interval: self.duration_text(
+                &m.interval,
+                &format!("{prefix}.monitoring.interval"),
+                std::time::Duration::from_secs(1),
+                false,
+            ),
+        }
     }
 
     /// A duration written as Prometheus writes them: `500ms`, `30s`, `1m`, `2h`.
