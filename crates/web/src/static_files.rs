@@ -1,10 +1,16 @@
 //! Serves files from the root: content types, validators (ETag, Last-Modified, 304),
 //! single byte ranges (206, 416) and gzip for text, as nginx's static module does.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use webstack_net::http::{full, Body};
@@ -16,23 +22,95 @@ use crate::path::{resolve_in_root, safe_segments, PathRejection};
 const GZIP_MIN_BYTES: u64 = 256;
 
 /// What a request path names under the root.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Lookup {
-    File(PathBuf),
+    File(Arc<FileInfo>),
     /// No such file: the request goes on to the app server.
     NotFound,
     Rejected(PathRejection),
 }
 
+/// A file as the cache knows it: what its response headers say, and for files up to
+/// `CACHE_MAX_BYTES` their bytes (and gzip of them), so a hit costs no system call.
+#[derive(Debug)]
+pub struct FileInfo {
+    pub path: PathBuf,
+    len: u64,
+    mtime: SystemTime,
+    mtime_secs: u64,
+    etag: String,
+    last_modified: HeaderValue,
+    ctype: &'static str,
+    bytes: Option<Bytes>,
+    gzip: Option<Bytes>,
+}
+
+impl FileInfo {
+    /// Reads a file's metadata (and, when small, its bytes) once.
+    fn load(path: PathBuf) -> std::io::Result<FileInfo> {
+        let meta = std::fs::metadata(&path)?;
+        let len = meta.len();
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        let mtime_secs = mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let ctype = content_type(&path);
+        let bytes = if len <= CACHE_MAX_BYTES {
+            Some(Bytes::from(std::fs::read(&path)?))
+        } else {
+            None
+        };
+        let gzip = bytes
+            .as_ref()
+            .filter(|b| compressible(ctype) && b.len() as u64 >= GZIP_MIN_BYTES)
+            .map(|b| {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let _ = enc.write_all(b);
+                Bytes::from(enc.finish().unwrap_or_default())
+            });
+        Ok(FileInfo {
+            etag: format!("\"{mtime_secs:x}-{len:x}\""),
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(mtime))
+                .expect("HTTP dates are header text"),
+            path,
+            len,
+            mtime,
+            mtime_secs,
+            ctype,
+            bytes,
+            gzip,
+        })
+    }
+
+    /// Whether the file on disk is still the one loaded (same size and mtime).
+    fn current(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .is_ok_and(|m| m.len() == self.len && m.modified().unwrap_or(UNIX_EPOCH) == self.mtime)
+    }
+}
+
+/// Files up to this size are kept in memory.
+const CACHE_MAX_BYTES: u64 = 256 * 1024;
+/// How long a cached lookup is trusted before one stat checks it again (nginx's
+/// `open_file_cache_valid`, whose default is 60 s; 1 s here, so edits show at once).
+const CACHE_VALID: Duration = Duration::from_secs(1);
+/// Paths remembered at most; past it the cache starts over.
+const CACHE_MAX_ENTRIES: usize = 10_000;
+
 pub struct StaticFiles {
     /// Canonical, so that the symlink check compares like with like.
     root: PathBuf,
+    /// Request path → what it resolved to, and when that was last checked.
+    cache: Mutex<HashMap<String, (Instant, Lookup)>>,
 }
 
 impl StaticFiles {
     pub fn new(root: &Path) -> std::io::Result<StaticFiles> {
         Ok(StaticFiles {
             root: std::fs::canonicalize(root)?,
+            cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -40,8 +118,32 @@ impl StaticFiles {
         &self.root
     }
 
-    /// Finds the file for a request path; a folder stands for its `index.html`.
+    /// Finds the file for a request path; a folder stands for its `index.html`. Answers
+    /// from the cache when it was checked within `CACHE_VALID`.
     pub fn lookup(&self, request_path: &str) -> Lookup {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((checked, found)) = cache.get_mut(request_path) {
+            if checked.elapsed() < CACHE_VALID {
+                return found.clone();
+            }
+            // One stat tells whether a cached file changed; a change, or a path that
+            // was missing, is resolved again.
+            if let Lookup::File(f) = found {
+                if f.current() {
+                    *checked = Instant::now();
+                    return found.clone();
+                }
+            }
+        }
+        let found = self.resolve(request_path);
+        if cache.len() >= CACHE_MAX_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(request_path.to_string(), (Instant::now(), found.clone()));
+        found
+    }
+
+    fn resolve(&self, request_path: &str) -> Lookup {
         let segments = match safe_segments(request_path) {
             Ok(s) => s,
             Err(e) => return Lookup::Rejected(e),
@@ -50,22 +152,26 @@ impl StaticFiles {
         if segments.iter().any(|s| s.starts_with('.')) {
             return Lookup::NotFound;
         }
-        match resolve_in_root(&self.root, &segments) {
-            Some(p) if p.is_file() => Lookup::File(p),
+        let path = match resolve_in_root(&self.root, &segments) {
+            Some(p) if p.is_file() => p,
             Some(p) if p.is_dir() => {
                 match resolve_in_root(&self.root, &[segments, vec!["index.html".into()]].concat()) {
-                    Some(index) if index.is_file() => Lookup::File(index),
-                    _ => Lookup::NotFound,
+                    Some(index) if index.is_file() => index,
+                    _ => return Lookup::NotFound,
                 }
             }
-            _ => Lookup::NotFound,
+            _ => return Lookup::NotFound,
+        };
+        match FileInfo::load(path) {
+            Ok(info) => Lookup::File(Arc::new(info)),
+            Err(_) => Lookup::NotFound,
         }
     }
 
     /// The response for a file found by `lookup`.
     pub async fn respond(
         &self,
-        file: &Path,
+        file: &FileInfo,
         method: &Method,
         headers: &HeaderMap,
     ) -> Response<Body> {
@@ -78,55 +184,47 @@ impl StaticFiles {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let meta = match tokio::fs::metadata(file).await {
-            Ok(m) => m,
-            Err(_) => return webstack_net::http::text(StatusCode::NOT_FOUND, "404 Not Found"),
-        };
-        let len = meta.len();
-        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-        let mtime_secs = mtime
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let etag = format!("\"{mtime_secs:x}-{len:x}\"");
-        let ctype = content_type(file);
-
+        let len = file.len;
+        let etag = &file.etag;
+        let ctype = file.ctype;
         let mut builder = Response::builder()
             .header(header::CONTENT_TYPE, ctype)
-            .header(header::LAST_MODIFIED, httpdate::fmt_http_date(mtime))
+            .header(header::LAST_MODIFIED, file.last_modified.clone())
             .header(header::ACCEPT_RANGES, "bytes");
         let gzip = compressible(ctype) && len >= GZIP_MIN_BYTES && accepts_gzip(headers);
         if compressible(ctype) {
             builder = builder.header(header::VARY, "Accept-Encoding");
         }
 
-        if not_modified(headers, &etag, mtime_secs) {
+        if not_modified(headers, etag, file.mtime_secs) {
             return builder
                 .status(StatusCode::NOT_MODIFIED)
-                .header(header::ETAG, &etag)
-                .body(full(Vec::new()))
+                .header(header::ETAG, etag)
+                .body(full(Bytes::new()))
                 .unwrap();
         }
 
         let range = headers
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
-            .filter(|_| if_range_matches(headers, &etag))
+            .filter(|_| if_range_matches(headers, etag))
             .map(|v| parse_range(v, len));
         match range {
             Some(RangeRequest::Unsatisfiable) => {
                 return builder
                     .status(StatusCode::RANGE_NOT_SATISFIABLE)
                     .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                    .body(full(Vec::new()))
+                    .body(full(Bytes::new()))
                     .unwrap();
             }
             Some(RangeRequest::Satisfiable(start, end)) => {
                 let bytes = if method == Method::HEAD {
-                    Vec::new()
+                    Bytes::new()
+                } else if let Some(b) = &file.bytes {
+                    b.slice(start as usize..=end as usize)
                 } else {
-                    match read_range(file, start, end).await {
-                        Ok(b) => b,
+                    match read_range(&file.path, start, end).await {
+                        Ok(b) => Bytes::from(b),
                         Err(_) => {
                             return webstack_net::http::text(
                                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,7 +235,7 @@ impl StaticFiles {
                 };
                 return builder
                     .status(StatusCode::PARTIAL_CONTENT)
-                    .header(header::ETAG, &etag)
+                    .header(header::ETAG, etag)
                     .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
                     .header(header::CONTENT_LENGTH, end - start + 1)
                     .body(full(bytes))
@@ -148,36 +246,45 @@ impl StaticFiles {
             Some(RangeRequest::Ignored) | None => {}
         }
 
-        let content = match tokio::fs::read(file).await {
-            Ok(c) => c,
-            Err(_) => {
-                return webstack_net::http::text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error: the file could not be read",
-                )
-            }
-        };
-        let (content, etag) = if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            let _ = enc.write_all(&content);
-            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        if let (true, Some(gz)) = (gzip, &file.gzip) {
             // The compressed bytes differ from the file's, so the tag becomes weak, as in nginx.
-            (enc.finish().unwrap_or_default(), format!("W/{etag}"))
-        } else {
-            (content, etag)
-        };
-        let length = content.len();
-        let body = if method == Method::HEAD {
-            Vec::new()
-        } else {
-            content
-        };
-        builder
+            return builder
+                .status(StatusCode::OK)
+                .header(header::CONTENT_ENCODING, "gzip")
+                .header(header::ETAG, format!("W/{etag}"))
+                .header(header::CONTENT_LENGTH, gz.len())
+                .body(full(if method == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    gz.clone()
+                }))
+                .unwrap();
+        }
+        let builder = builder
             .status(StatusCode::OK)
             .header(header::ETAG, etag)
-            .header(header::CONTENT_LENGTH, length)
-            .body(full(body))
-            .unwrap()
+            .header(header::CONTENT_LENGTH, len);
+        if method == Method::HEAD {
+            return builder.body(full(Bytes::new())).unwrap();
+        }
+        if let Some(b) = &file.bytes {
+            return builder.body(full(b.clone())).unwrap();
+        }
+        // A large file is streamed from disk, never read whole into memory.
+        match tokio::fs::File::open(&file.path).await {
+            Ok(f) => {
+                let stream = tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024)
+                    .map_ok(Frame::data)
+                    .map_err(|e| Box::new(e) as webstack_net::http::BoxError);
+                builder
+                    .body(BodyExt::boxed(StreamBody::new(stream)))
+                    .unwrap()
+            }
+            Err(_) => webstack_net::http::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the file could not be read",
+            ),
+        }
     }
 }
 

@@ -461,3 +461,42 @@ fn health_path_is_answered_by_the_web_server_itself() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "ok: web server on web-test\n");
 }
+
+#[test]
+fn a_changed_file_is_served_fresh_within_the_cache_validity() {
+    let site = Site::new();
+    let web = start_web(&site.root(), vec![], None, ProxySettings::default());
+    assert_eq!(get(web.addr, "h", "/hello.txt").text(), "hello, world\n");
+    // A different length, so the change shows even within one second of mtime.
+    std::fs::write(site.root().join("hello.txt"), "hello again, world\n").unwrap();
+    webstack_test_support::eventually(Duration::from_secs(5), "the new content is served", || {
+        (get(web.addr, "h", "/hello.txt").text() == "hello again, world\n").then_some(())
+    });
+    // A file that appears is found once the cached miss expires.
+    std::fs::write(site.root().join("new.txt"), "new\n").unwrap();
+    webstack_test_support::eventually(Duration::from_secs(5), "the new file is served", || {
+        (get(web.addr, "h", "/new.txt").status == 200).then_some(())
+    });
+}
+
+#[test]
+fn a_large_file_is_streamed_whole_and_ranges_of_it_work() {
+    let site = Site::new();
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(site.root().join("big.bin"), &big).unwrap();
+    let web = start_web(&site.root(), vec![], None, ProxySettings::default());
+    let r = get(web.addr, "h", "/big.bin");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("600000"));
+    assert!(r.body == big, "the streamed body differs from the file");
+    let part = request(
+        web.addr,
+        "GET",
+        "h",
+        "/big.bin",
+        &[("Range", "bytes=500000-500009")],
+        b"",
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, big[500_000..500_010]);
+}
