@@ -31,6 +31,25 @@ pub fn needs_rotation(current: u64, incoming: u64, policy: RotationPolicy) -> bo
     current > 0 && current.saturating_add(incoming) > policy.max_bytes
 }
 
+/// How many bytes of `batch` (whole lines, each ending in `\n`) go into a log of
+/// `current` bytes before it must rotate: the longest run of whole lines that fits. 0 means
+/// rotate first; an empty log takes at least its first line, however long.
+pub fn batch_fits(current: u64, batch: &[u8], policy: RotationPolicy) -> usize {
+    let room = policy.max_bytes.saturating_sub(current);
+    if batch.len() as u64 <= room {
+        return batch.len();
+    }
+    let within = &batch[..room as usize];
+    match within.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None if current == 0 => batch
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(batch.len(), |i| i + 1),
+        None => 0,
+    }
+}
+
 /// The `n`th rotated file of `path` (`n` ≥ 1): `access.log.1` is the newest.
 pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -41,6 +60,20 @@ pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_cut_between_lines_to_fit() {
+        let p = RotationPolicy {
+            max_bytes: 10,
+            keep: 3,
+        };
+        assert_eq!(batch_fits(0, b"aaa\nbbb\n", p), 8);
+        // 4 bytes of room: the first line fits, the second waits for the next file.
+        assert_eq!(batch_fits(6, b"aaa\nbbb\n", p), 4);
+        assert_eq!(batch_fits(8, b"aaa\nbbb\n", p), 0);
+        // A line longer than the limit goes whole into an empty file.
+        assert_eq!(batch_fits(0, b"0123456789abc\nx\n", p), 14);
+    }
 
     #[test]
     fn rotates_only_before_a_line_that_would_pass_the_limit() {

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::policy::{needs_rotation, rotated_path, RotationPolicy};
+use crate::policy::{batch_fits, needs_rotation, rotated_path, RotationPolicy};
 
 /// An append-only log of whole lines that rotates by size. Not shared by itself: callers
 /// that write from several threads keep it behind a lock, so a rotation cannot fall
@@ -37,6 +37,22 @@ impl RotatingFile {
         }
         self.file.write_all(line)?;
         self.size += line.len() as u64;
+        Ok(())
+    }
+
+    /// Writes a batch of whole lines, rotating between lines wherever the batch would take
+    /// the log past its limit (one write per file the batch spans).
+    pub fn write_lines(&mut self, mut batch: &[u8]) -> io::Result<()> {
+        while !batch.is_empty() {
+            let n = batch_fits(self.size, batch, self.policy);
+            if n == 0 {
+                self.rotate()?;
+                continue;
+            }
+            self.file.write_all(&batch[..n])?;
+            self.size += n as u64;
+            batch = &batch[n..];
+        }
         Ok(())
     }
 

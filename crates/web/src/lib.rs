@@ -109,17 +109,33 @@ pub async fn run(
         proxy,
         log,
     });
+    let flusher = {
+        let (server, shutdown) = (server.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(access_log::FLUSH_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => server.log.flush(),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
+    };
+    let handler = server.clone();
     serve_site(
         listener,
         https,
         config.limits.clone(),
         shutdown,
         move |req, peer| {
-            let server = server.clone();
+            let server = handler.clone();
             async move { server.handle(req, peer).await }
         },
     )
     .await;
+    let _ = flusher.await;
+    // Requests that finished while stopping are written now, not at the last drop.
+    server.log.flush();
     Ok(())
 }
 

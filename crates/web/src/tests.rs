@@ -444,7 +444,11 @@ fn access_log_is_combined_format() {
         ],
         b"",
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    // Lines are written in batches (every 200 ms at the latest).
+    let text =
+        webstack_test_support::eventually(Duration::from_secs(5), "the line is written", || {
+            std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty())
+        });
     let line = text.lines().next().unwrap();
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
     assert!(

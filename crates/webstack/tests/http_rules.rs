@@ -227,11 +227,23 @@ fn http_request_rules_at_every_front() {
         if front.name == "load balancer" {
             refused_at_lb.push("short_body".into());
             // Nothing the load balancer refused (or answered itself) reached a web server.
-            for server in ["server1", "server2"] {
+            for (server, host) in [("server1", 11), ("server2", 12)] {
                 let log = stack
                     .state_dir()
                     .join(format!("stacks/{}/servers/{server}/access.log", stack.name));
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                // The access log is written in batches: a request sent straight to the
+                // web server after all the others marks when everything before it is in.
+                let barrier = format!("GET /robots.txt?barrier-{server} HTTP/1.1\r\nHost: www.foobar.com\r\nConnection: close\r\n\r\n");
+                exchange(SocketAddr::new(stack.host(host), 8080), barrier.as_bytes());
+                let text = webstack_test_support::eventually(
+                    Duration::from_secs(10),
+                    "the barrier request is in the access log",
+                    || {
+                        std::fs::read_to_string(&log)
+                            .ok()
+                            .filter(|t| t.contains(&format!("?barrier-{server} ")))
+                    },
+                );
                 for marker in &refused_at_lb {
                     if text.lines().any(|l| l.contains(&format!("?{marker} "))) {
                         failures.push(format!(

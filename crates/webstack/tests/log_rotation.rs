@@ -58,6 +58,24 @@ fn regression_logs_rotate_by_size_and_lose_no_line() {
     let server = stack
         .state_dir()
         .join(format!("stacks/{}/servers/server1", stack.name));
+    // The web server writes its access log in batches (every 200 ms at the latest).
+    let count = |files: &[PathBuf]| -> usize {
+        files
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("/robots.txt?rotation "))
+                    .count()
+            })
+            .sum()
+    };
+    webstack_test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "every request is in the access log",
+        || (count(&log_files(&server.join("access.log"))) >= requests).then_some(()),
+    );
     let access = log_files(&server.join("access.log"));
     assert!(
         access.len() >= 8,
