@@ -106,6 +106,10 @@ pub enum Commands {
         /// floating IP's takeover) instead of failing the request at once.
         #[arg(long, value_name = "MS")]
         retry_refused: Option<u64>,
+        /// Send at a fixed rate (requests per second over all connections), with latency
+        /// measured from when each request was due (corrected for coordinated omission).
+        #[arg(long, value_name = "N")]
+        rate: Option<f64>,
         /// Print JSON for tools instead of a table.
         #[arg(long)]
         json: bool,

@@ -172,6 +172,7 @@ async fn run(cli: Cli) -> Result<()> {
             requests,
             method,
             retry_refused,
+            rate,
             json,
         } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
@@ -199,6 +200,7 @@ async fn run(cli: Cli) -> Result<()> {
                 limit,
                 timeout: Duration::from_secs(30),
                 retry_refused: retry_refused.map(Duration::from_millis),
+                rate,
             };
             let report = webstack_bench::run(config.clone()).await?;
             if json {
