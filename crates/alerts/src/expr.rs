@@ -224,6 +224,23 @@ fn increase(points: &[(f64, f64)]) -> Option<f64> {
     )
 }
 
+/// A duration as Prometheus writes them: `500ms`, `30s`, `1m`, `2h`, `1d`; `0s` is zero.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// Character offset in the expression.
@@ -280,17 +297,9 @@ fn lex(s: &str) -> Result<Vec<(usize, Tok)>, ParseError> {
                 j
             };
             if unit_end > i {
-                let unit = &s[i..unit_end];
-                let n: f64 = text.parse().map_err(|_| err(start, "a bad number"))?;
-                let secs = match unit {
-                    "ms" => n / 1000.0,
-                    "s" => n,
-                    "m" => n * 60.0,
-                    "h" => n * 3600.0,
-                    "d" => n * 86400.0,
-                    _ => return Err(err(i, "a duration unit is ms, s, m, h or d")),
-                };
-                out.push((start, Tok::Dur(Duration::from_secs_f64(secs))));
+                let d = parse_duration(&s[start..unit_end])
+                    .ok_or_else(|| err(i, "a duration is a number and a unit: ms, s, m, h or d"))?;
+                out.push((start, Tok::Dur(d)));
                 i = unit_end;
             } else {
                 let n = text.parse().map_err(|_| err(start, "a bad number"))?;
@@ -664,7 +673,10 @@ mod tests {
         let e = parse("absent(up)").unwrap_err();
         assert!(e.message.contains("absent() is not supported"), "{e}");
         let e = parse("rate(x[5q])").unwrap_err();
-        assert!(e.message.contains("duration unit"), "{e}");
+        assert!(
+            e.message.contains("a duration is a number and a unit"),
+            "{e}"
+        );
         assert_eq!(parse("up 0").unwrap_err().at, 3);
     }
 }

@@ -9,5 +9,7 @@
 mod expr;
 mod rules;
 
-pub use expr::{parse, Expr, Labels, Matcher, ParseError, Points, Selector, Source, Vector};
+pub use expr::{
+    parse, parse_duration, Expr, Labels, Matcher, ParseError, Points, Selector, Source, Vector,
+};
 pub use rules::{default_rules, Alert, AlertState, Engine, Rule, RuleSpec, Transition};

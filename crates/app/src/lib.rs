@@ -17,8 +17,7 @@ mod tests;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{ensure_request_id, serve, Failure, HttpLimits};
-use webstack_net::trace::TraceContext;
+use webstack_net::http::{serve, HttpLimits};
 use webstack_net::Listener;
 
 pub use storage::{Message, Storage, StorageConfig, StorageError};
@@ -87,27 +86,10 @@ pub async fn run_builtin(
                 let Some(m) = metrics else {
                     return app.handle(req).await;
                 };
-                let started = std::time::Instant::now();
-                let method = req.method().clone();
                 let route = foobar::route_template(req.uri().path());
-                let target = req
-                    .uri()
-                    .path_and_query()
-                    .map_or_else(|| req.uri().to_string(), |p| p.to_string());
-                let request_id = ensure_request_id(req.headers_mut());
-                let trace = TraceContext::enter(req.headers_mut());
+                let record = m.begin(&mut req);
                 let resp = app.handle(req).await;
-                m.request(&webstack_monitoring::RequestRecord {
-                    component: "app",
-                    method: method.as_str(),
-                    target: &target,
-                    status: resp.status().as_u16(),
-                    route,
-                    started,
-                    request_id: &request_id,
-                    trace: &trace,
-                    failure: resp.extensions().get::<Failure>(),
-                });
+                record.finish(&m, "app", route, &resp);
                 resp
             }
         },

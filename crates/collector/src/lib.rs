@@ -158,25 +158,12 @@ fn announce(c: &Collector, tr: &Transition, notify: Option<&[String]>) {
         .env("WEBSTACK_ALERT_SEVERITY", &a.severity)
         .env("WEBSTACK_ALERT_SUMMARY", &a.summary)
         .env("WEBSTACK_ALERT_LABELS", &labels)
-        .env("WEBSTACK_ALERT_VALUE", a.value.to_string())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let what = format!("{} {}", a.rule, tr.to);
-    match cmd.spawn() {
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-                    Ok(Ok(st)) if st.success() => {}
-                    Ok(Ok(st)) => eprintln!("collector: notify for {what} exited with {st}"),
-                    Ok(Err(e)) => eprintln!("collector: notify for {what}: {e}"),
-                    Err(_) => {
-                        eprintln!("collector: notify for {what} ran past 30 s and was killed")
-                    }
-                }
-            });
-        }
-        Err(e) => eprintln!("collector: cannot run notify {program:?} for {what}: {e}"),
-    }
+        .env("WEBSTACK_ALERT_VALUE", a.value.to_string());
+    webstack_net::process::spawn_hook(
+        cmd,
+        "collector",
+        format!("notify {program:?} for {} {}", a.rule, tr.to),
+    );
 }
 
 fn labels_text(labels: &webstack_alerts::Labels) -> String {

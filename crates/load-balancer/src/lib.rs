@@ -22,8 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use webstack_net::http::{ensure_request_id, serve, serve_site, Failure, HttpLimits, Https};
-use webstack_net::trace::TraceContext;
+use webstack_net::http::{serve, serve_site, HttpLimits, Https};
 use webstack_net::Listener;
 use webstack_topology::{Algorithm, HealthCheck, LbMode, LbTimeouts, WhenAllDown};
 
@@ -131,26 +130,9 @@ pub async fn run(
                         let Some(m) = metrics else {
                             return proxy.handle(req, peer).await;
                         };
-                        let started = std::time::Instant::now();
-                        let method = req.method().clone();
-                        let target = req
-                            .uri()
-                            .path_and_query()
-                            .map_or_else(|| req.uri().to_string(), |p| p.to_string());
-                        let request_id = ensure_request_id(req.headers_mut());
-                        let trace = TraceContext::enter(req.headers_mut());
+                        let record = m.begin(&mut req);
                         let resp = proxy.handle(req, peer).await;
-                        m.request(&webstack_monitoring::RequestRecord {
-                            component: "load_balancer",
-                            method: method.as_str(),
-                            target: &target,
-                            status: resp.status().as_u16(),
-                            route: "proxied",
-                            started,
-                            request_id: &request_id,
-                            trace: &trace,
-                            failure: resp.extensions().get::<Failure>(),
-                        });
+                        record.finish(&m, "load_balancer", "proxied", &resp);
                         resp
                     }
                 },

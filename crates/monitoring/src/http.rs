@@ -67,8 +67,44 @@ impl Sampler {
     }
 }
 
+/// A request a component has started to answer: what its record will need.
+pub struct InFlight {
+    started: Instant,
+    method: String,
+    target: String,
+    request_id: String,
+    trace: TraceContext,
+}
+
+impl InFlight {
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The request is answered: counted, timed, logged and (if it failed) traced.
+    pub fn finish<B>(
+        &self,
+        metrics: &HttpMetrics,
+        component: &str,
+        route: &str,
+        resp: &hyper::Response<B>,
+    ) {
+        metrics.request(&RequestRecord {
+            component,
+            method: &self.method,
+            target: &self.target,
+            status: resp.status().as_u16(),
+            route,
+            started: self.started,
+            request_id: &self.request_id,
+            trace: &self.trace,
+            failure: resp.extensions().get::<Failure>(),
+        });
+    }
+}
+
 /// One answered request, as a component saw it.
-pub struct RequestRecord<'a> {
+pub(crate) struct RequestRecord<'a> {
     /// `web`, `load_balancer`, `app`.
     pub component: &'a str,
     pub method: &'a str,
@@ -157,9 +193,26 @@ impl HttpMetrics {
         }
     }
 
+    /// Starts the record of a request: its id (kept, or made and written into the
+    /// request so every later hop sees it) and this hop's span of its trace (the request's
+    /// `traceparent` now names this hop as the parent).
+    pub fn begin<B>(&self, req: &mut hyper::Request<B>) -> InFlight {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().to_string(), |p| p.to_string());
+        InFlight {
+            started: Instant::now(),
+            method: req.method().as_str().to_string(),
+            target,
+            request_id: webstack_net::http::ensure_request_id(req.headers_mut()),
+            trace: TraceContext::enter(req.headers_mut()),
+        }
+    }
+
     /// A request: counted, timed, and (with a collector) logged and, when it failed,
     /// traced.
-    pub fn request(&self, r: &RequestRecord<'_>) {
+    pub(crate) fn request(&self, r: &RequestRecord<'_>) {
         let seconds = r.started.elapsed().as_secs_f64();
         self.record(r.component, r.method, r.status, r.route, seconds);
         let Some(outbox) = self.outbox.get() else {

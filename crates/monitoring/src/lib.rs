@@ -14,7 +14,7 @@ mod process;
 mod ship;
 pub mod wire;
 
-pub use http::{HttpMetrics, RequestRecord};
+pub use http::{HttpMetrics, InFlight};
 pub use metrics::{
     encode, AgentReading, BackendReading, CertificateReading, Component, DatabaseReading,
     FloatingReading, Readings, CONTENT_TYPE,

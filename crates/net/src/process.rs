@@ -33,3 +33,23 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Runs a hook command a design names (an alert's or a floating IP's `notify`) without
+/// waiting for it: its failure, or a run past 30 s (then it is killed), is logged with
+/// `what` after `prefix`.
+pub fn spawn_hook(mut cmd: tokio::process::Command, prefix: &'static str, what: String) {
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    match cmd.spawn() {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                match tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await {
+                    Ok(Ok(st)) if st.success() => {}
+                    Ok(Ok(st)) => eprintln!("{prefix}: {what} exited with {st}"),
+                    Ok(Err(e)) => eprintln!("{prefix}: {what}: {e}"),
+                    Err(_) => eprintln!("{prefix}: {what} ran past 30 s and was killed"),
+                }
+            });
+        }
+        Err(e) => eprintln!("{prefix}: cannot run {what}: {e}"),
+    }
+}

@@ -270,23 +270,12 @@ impl Member {
         };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
-            .args(["INSTANCE", &self.name, state, &priority.to_string()])
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let what = format!("notify {program:?} for {state}");
-        match cmd.spawn() {
-            Ok(mut child) => {
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-                        Ok(Ok(st)) if st.success() => {}
-                        Ok(Ok(st)) => eprintln!("floating IP: {what} exited with {st}"),
-                        Ok(Err(e)) => eprintln!("floating IP: {what}: {e}"),
-                        Err(_) => eprintln!("floating IP: {what} ran past 30 s and was killed"),
-                    }
-                });
-            }
-            Err(e) => eprintln!("floating IP: cannot run {what}: {e}"),
-        }
+            .args(["INSTANCE", &self.name, state, &priority.to_string()]);
+        webstack_net::process::spawn_hook(
+            cmd,
+            "floating IP",
+            format!("notify {program:?} for {state}"),
+        );
     }
 }
 

@@ -29,22 +29,7 @@ pub const DEFAULT_DATABASE_PORT: u16 = 3306;
 pub const DEFAULT_MONITORING_PORT: u16 = 9100;
 pub const DEFAULT_COLLECTOR_PORT: u16 = 9200;
 
-/// `500ms`, `30s`, `1m`, `2h`, `1d`; `0s` is zero.
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return None,
-    };
-    std::time::Duration::try_from_secs_f64(secs).ok()
-}
+pub use webstack_alerts::parse_duration;
 /// HAProxy's customary stats port.
 pub const DEFAULT_STATS_PORT: u16 = 8404;
 

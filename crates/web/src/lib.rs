@@ -22,9 +22,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, REFERER, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
-use webstack_monitoring::RequestRecord;
-use webstack_net::http::{request_id, serve_site, text, Body, Failure, HttpLimits, Https};
-use webstack_net::trace::TraceContext;
+use webstack_net::http::{request_id, serve_site, text, Body, HttpLimits, Https};
 use webstack_net::Listener;
 
 pub use access_log::clf_time;
@@ -142,12 +140,12 @@ pub async fn run(
 impl WebServer {
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
-        let request_id = request_id(req.headers().get("x-request-id"));
         // With an agent, this hop is a span of the request's trace (W3C traceparent).
-        let trace = self
-            .metrics
-            .is_some()
-            .then(|| TraceContext::enter(req.headers_mut()));
+        let record = self.metrics.as_ref().map(|m| m.begin(&mut req));
+        let request_id = match &record {
+            Some(r) => r.request_id().to_string(),
+            None => request_id(req.headers().get("x-request-id")),
+        };
         let method = req.method().clone();
         let target = req
             .uri()
@@ -196,18 +194,8 @@ impl WebServer {
             request_id: &request_id,
             took: started.elapsed(),
         });
-        if let (Some(metrics), Some(trace)) = (&self.metrics, &trace) {
-            metrics.request(&RequestRecord {
-                component: "web",
-                method: method.as_str(),
-                target: &target,
-                status: resp.status().as_u16(),
-                route,
-                started,
-                request_id: &request_id,
-                trace,
-                failure: resp.extensions().get::<Failure>(),
-            });
+        if let (Some(metrics), Some(record)) = (&self.metrics, &record) {
+            record.finish(metrics, "web", route, &resp);
         }
         resp
     }
