@@ -55,21 +55,27 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         opts.layout.node_status(&opts.server),
         &opts.server,
     ));
-    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    // Components stop in tiers, each after the one in front of it has finished: the
+    // fronts (load balancer, web server, collector, floating IP) first, so nothing new
+    // arrives and what is in flight completes; then the app server those requests were
+    // using; then the database under it; the agent last, to send the final records.
+    let mut tiers = Tiers::new();
 
     if opts.server == DNS_PROCESS_NAME {
         let dns = &opts.design.dns;
         monitoring::install(DNS_PROCESS_NAME, dns.monitoring.as_ref());
-        start_dns(&opts.design, &status, &mut tasks, &shutdown).await?;
+        let (tasks, token) = tiers.tier(FRONT);
+        start_dns(&opts.design, &status, tasks, &token).await?;
         if let Some(m) = &dns.monitoring {
+            let (tasks, token) = tiers.tier(AGENT);
             monitoring::start(
                 &opts,
                 DNS_PROCESS_NAME,
                 dns.address,
                 m,
                 &status,
-                &mut tasks,
-                &shutdown,
+                tasks,
+                &token,
             )?;
         }
     } else {
@@ -89,29 +95,35 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         firewall::install(&opts.design, &server.name, &status);
         monitoring::install(&server.name, server.monitoring.as_ref());
         if let Some(db) = &server.database {
-            start_database(&opts, server, db.port, &status, &mut tasks, &shutdown)?;
+            let (tasks, token) = tiers.tier(DATA);
+            start_database(&opts, server, db.port, &status, tasks, &token)?;
         }
         if let Some(app) = &server.app {
-            start_app(&opts, server, app, &dir, &status, &mut tasks, &shutdown)?;
+            let (tasks, token) = tiers.tier(APP);
+            start_app(&opts, server, app, &dir, &status, tasks, &token)?;
         }
         if let Some(web) = &server.web {
-            start_web(&opts, server, web, &dir, &status, &mut tasks, &shutdown)?;
+            let (tasks, token) = tiers.tier(FRONT);
+            start_web(&opts, server, web, &dir, &status, tasks, &token)?;
         }
         if let Some(lb) = &server.load_balancer {
-            start_load_balancer(&opts, server, lb, &status, &mut tasks, &shutdown)?;
+            let (tasks, token) = tiers.tier(FRONT);
+            start_load_balancer(&opts, server, lb, &status, tasks, &token)?;
         }
         if let Some(c) = &server.collector {
-            collector::start(&opts.design, server, c, &status, &mut tasks, &shutdown)?;
+            let (tasks, token) = tiers.tier(FRONT);
+            collector::start(&opts.design, server, c, &status, tasks, &token)?;
         }
         if let Some(m) = &server.monitoring {
+            let (tasks, token) = tiers.tier(AGENT);
             monitoring::start(
                 &opts,
                 &server.name,
                 server.address,
                 m,
                 &status,
-                &mut tasks,
-                &shutdown,
+                tasks,
+                &token,
             )?;
         }
     }
@@ -127,7 +139,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     tokio::select! {
         biased;
         _ = shutdown.cancelled() => {}
-        Some(joined) = tasks.join_next(), if !shutdown.is_cancelled() => {
+        joined = tiers.first_to_end() => {
             failure = Some(match joined {
                 Ok(Ok(())) => anyhow::anyhow!("a component stopped by itself"),
                 Ok(Err(e)) => e,
@@ -136,15 +148,59 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
             shutdown.cancel();
         }
     }
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(Err(e)) = joined {
-            eprintln!("node {}: {e:#}", opts.server);
-        }
-    }
+    tiers.stop_in_order(&opts.server).await;
     eprintln!("node {}: stopped", opts.server);
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+const FRONT: usize = 0;
+const APP: usize = 1;
+const DATA: usize = 2;
+const AGENT: usize = 3;
+
+/// The node's components by the order they stop in, each tier with its own stop signal.
+struct Tiers {
+    sets: [JoinSet<Result<()>>; 4],
+    tokens: [CancellationToken; 4],
+}
+
+impl Tiers {
+    fn new() -> Tiers {
+        Tiers {
+            sets: std::array::from_fn(|_| JoinSet::new()),
+            tokens: std::array::from_fn(|_| CancellationToken::new()),
+        }
+    }
+
+    fn tier(&mut self, tier: usize) -> (&mut JoinSet<Result<()>>, CancellationToken) {
+        (&mut self.sets[tier], self.tokens[tier].clone())
+    }
+
+    /// The first component task to end, in any tier (pending while none runs).
+    async fn first_to_end(&mut self) -> Result<Result<()>, tokio::task::JoinError> {
+        let [a, b, c, d] = &mut self.sets;
+        tokio::select! {
+            Some(j) = a.join_next(), if !a.is_empty() => j,
+            Some(j) = b.join_next(), if !b.is_empty() => j,
+            Some(j) = c.join_next(), if !c.is_empty() => j,
+            Some(j) = d.join_next(), if !d.is_empty() => j,
+            else => std::future::pending().await,
+        }
+    }
+
+    /// Stops each tier and waits for it before the next.
+    async fn stop_in_order(&mut self, node: &str) {
+        for (set, token) in self.sets.iter_mut().zip(&self.tokens) {
+            token.cancel();
+            while let Some(joined) = set.join_next().await {
+                if let Ok(Err(e)) = joined {
+                    eprintln!("node {node}: {e:#}");
+                }
+            }
+        }
     }
 }
 
