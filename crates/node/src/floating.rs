@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use futures_util::FutureExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -123,8 +124,9 @@ struct Member {
     peers: Vec<SocketAddr>,
     doors: Arc<Vec<Door>>,
     status: Arc<StatusFile>,
-    /// The task holding the floating address's ports, while master.
-    holder: Option<JoinHandle<()>>,
+    /// The task holding the floating address's ports while master, and what tells it
+    /// to let go.
+    holder: Option<(JoinHandle<()>, CancellationToken)>,
     epoch: Instant,
 }
 
@@ -211,12 +213,14 @@ impl Member {
                 Action::Take => {
                     let (address, doors, status) =
                         (self.address, self.doors.clone(), self.status.clone());
-                    self.holder = Some(tokio::spawn(hold(address, doors, status)));
+                    let release = CancellationToken::new();
+                    let task = tokio::spawn(hold(address, doors, status, release.clone()));
+                    self.holder = Some((task, release));
                 }
                 Action::Release => {
-                    if let Some(h) = self.holder.take() {
-                        h.abort();
-                        let _ = h.await;
+                    if let Some((task, release)) = self.holder.take() {
+                        release.cancel();
+                        let _ = task.await;
                     }
                     self.status.update(|s| {
                         if let Some(f) = &mut s.floating {
@@ -280,11 +284,21 @@ impl Member {
 }
 
 /// Binds every door's port on the floating address (retrying while another holder still
-/// has them), then hands each accepted connection to its door until aborted.
-async fn hold(address: IpAddr, doors: Arc<Vec<Door>>, status: Arc<StatusFile>) {
+/// has them), then hands each accepted connection to its door until `release`; then
+/// passes on what the kernel had already accepted (closing a listener resets those) and
+/// closes.
+async fn hold(
+    address: IpAddr,
+    doors: Arc<Vec<Door>>,
+    status: Arc<StatusFile>,
+    release: CancellationToken,
+) {
     let started = Instant::now();
     let mut logged = false;
     let listeners = loop {
+        if release.is_cancelled() {
+            return;
+        }
         let bound: Result<Vec<_>, _> = doors
             .iter()
             .map(|d| crate::firewall::bind(SocketAddr::new(address, d.port)))
@@ -296,7 +310,10 @@ async fn hold(address: IpAddr, doors: Arc<Vec<Door>>, status: Arc<StatusFile>) {
                     eprintln!("floating IP: {address} is still held elsewhere ({e}); trying every {BIND_RETRY:?}");
                     logged = true;
                 }
-                tokio::time::sleep(BIND_RETRY).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(BIND_RETRY) => {}
+                    _ = release.cancelled() => return,
+                }
             }
         }
     };
@@ -316,9 +333,20 @@ async fn hold(address: IpAddr, doors: Arc<Vec<Door>>, status: Arc<StatusFile>) {
     });
     let mut accepting = JoinSet::new();
     for (listener, door) in listeners.into_iter().zip(doors.iter()) {
-        let tx = door.tx.clone();
+        let (tx, release) = (door.tx.clone(), release.clone());
         accepting.spawn(async move {
-            while let Ok(conn) = listener.accept().await {
+            loop {
+                let conn = tokio::select! {
+                    got = listener.accept() => got,
+                    _ = release.cancelled() => break,
+                };
+                let Ok(conn) = conn else { break };
+                if tx.send(conn).await.is_err() {
+                    return;
+                }
+            }
+            // The backlog: connections the kernel completed that nobody accepted yet.
+            while let Some(Ok(conn)) = listener.accept().now_or_never() {
                 if tx.send(conn).await.is_err() {
                     return;
                 }

@@ -56,9 +56,10 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         &opts.server,
     ));
     // Components stop in tiers, each after the one in front of it has finished: the
-    // fronts (load balancer, web server, collector, floating IP) first, so nothing new
-    // arrives and what is in flight completes; then the app server those requests were
-    // using; then the database under it; the agent last, to send the final records.
+    // floating IP first (it hands the address over and passes on what it accepted),
+    // then the fronts (load balancer, web server, collector), so nothing new arrives and
+    // what is in flight completes; then the app server those requests were using; then
+    // the database under it; the agent last, to send the final records.
     let mut tiers = Tiers::new();
 
     if opts.server == DNS_PROCESS_NAME {
@@ -108,7 +109,11 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         }
         if let Some(lb) = &server.load_balancer {
             let (tasks, token) = tiers.tier(FRONT);
-            start_load_balancer(&opts, server, lb, &status, tasks, &token)?;
+            let doors = start_load_balancer(&opts, server, lb, &status, tasks, &token)?;
+            if let Some(f) = opts.design.floating_ip_of(&server.name) {
+                let (tasks, token) = tiers.tier(ADDRESS);
+                floating::start(&opts, server, f, doors, &status, tasks, &token)?;
+            }
         }
         if let Some(c) = &server.collector {
             let (tasks, token) = tiers.tier(FRONT);
@@ -156,15 +161,16 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
     }
 }
 
-const FRONT: usize = 0;
-const APP: usize = 1;
-const DATA: usize = 2;
-const AGENT: usize = 3;
+const ADDRESS: usize = 0;
+const FRONT: usize = 1;
+const APP: usize = 2;
+const DATA: usize = 3;
+const AGENT: usize = 4;
 
 /// The node's components by the order they stop in, each tier with its own stop signal.
 struct Tiers {
-    sets: [JoinSet<Result<()>>; 4],
-    tokens: [CancellationToken; 4],
+    sets: [JoinSet<Result<()>>; 5],
+    tokens: [CancellationToken; 5],
 }
 
 impl Tiers {
@@ -181,12 +187,13 @@ impl Tiers {
 
     /// The first component task to end, in any tier (pending while none runs).
     async fn first_to_end(&mut self) -> Result<Result<()>, tokio::task::JoinError> {
-        let [a, b, c, d] = &mut self.sets;
+        let [a, b, c, d, e] = &mut self.sets;
         tokio::select! {
             Some(j) = a.join_next(), if !a.is_empty() => j,
             Some(j) = b.join_next(), if !b.is_empty() => j,
             Some(j) = c.join_next(), if !c.is_empty() => j,
             Some(j) = d.join_next(), if !d.is_empty() => j,
+            Some(j) = e.join_next(), if !e.is_empty() => j,
             else => std::future::pending().await,
         }
     }
@@ -288,7 +295,7 @@ fn start_load_balancer(
     status: &Arc<StatusFile>,
     tasks: &mut JoinSet<Result<()>>,
     shutdown: &CancellationToken,
-) -> Result<()> {
+) -> Result<Vec<floating::Door>> {
     let addr = SocketAddr::new(server.address, lb.port);
     let stats_addr = SocketAddr::new(server.address, lb.stats_port);
     let mut listener = firewall::bind(addr)?;
@@ -372,9 +379,6 @@ fn start_load_balancer(
             )))
         }
     };
-    if let Some(f) = fip {
-        floating::start(opts, server, f, doors, status, tasks, shutdown)?;
-    }
     if let Some(t) = &lb.tls {
         status.update(|s| {
             if let Some(c) = s.components.iter_mut().find(|c| c.kind == "load_balancer") {
@@ -387,7 +391,7 @@ fn start_load_balancer(
         webstack_load_balancer::run(config, listener, tls_front, stats, shutdown).await;
         Ok(())
     });
-    Ok(())
+    Ok(doors)
 }
 
 /// Writes the built-in codebase's static files where the web server serves them from.
