@@ -137,6 +137,10 @@ fn each_review_names_the_curriculums_limitations() {
     // Task 3: the load balancers are redundant; the single web, app and database are not.
     let scaled = kinds("scaled");
     assert!(scaled.contains(&Kind::NoReplica) && scaled.contains(&Kind::DeployDowntime));
+    // Every shipped design has a single name server (RFC 2182 asks for two).
+    for design in ["simple", "distributed", "secured", "scaled"] {
+        assert!(kinds(design).contains(&Kind::OneNameServer), "{design}");
+    }
 }
 
 #[test]
