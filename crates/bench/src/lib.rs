@@ -339,6 +339,22 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
 mod tests {
     use super::*;
 
+    /// `GET /` of `target`, `n` requests over `connections`.
+    fn get(target: SocketAddr, connections: usize, n: u64) -> BenchConfig {
+        BenchConfig {
+            target,
+            host: "h".into(),
+            path: "/".into(),
+            method: "GET".into(),
+            body: None,
+            connections,
+            limit: Limit::Requests(n),
+            timeout: Duration::from_secs(5),
+            retry_refused: None,
+            rate: None,
+        }
+    }
+
     #[tokio::test]
     async fn refuses_targets_off_this_machine() {
         let config = BenchConfig {
@@ -372,18 +388,7 @@ mod tests {
                     .unwrap()
             },
         ));
-        let config = BenchConfig {
-            target: addr,
-            host: "h".into(),
-            path: "/".into(),
-            method: "GET".into(),
-            body: None,
-            connections: 4,
-            limit: Limit::Requests(200),
-            timeout: Duration::from_secs(5),
-            retry_refused: None,
-            rate: None,
-        };
+        let config = get(addr, 4, 200);
         let r = run(config).await.unwrap();
         assert_eq!((r.requests, r.ok), (200, 200));
         assert_eq!(r.served_by.get("solo"), Some(&200));
@@ -413,16 +418,8 @@ mod tests {
             },
         ));
         let config = BenchConfig {
-            target: addr,
-            host: "h".into(),
-            path: "/".into(),
-            method: "GET".into(),
-            body: None,
-            connections: 1,
-            limit: Limit::Requests(50),
-            timeout: Duration::from_secs(5),
-            retry_refused: None,
             rate: Some(100.0),
+            ..get(addr, 1, 50)
         };
         let r = run(config).await.unwrap();
         assert_eq!(r.ok, 50);

@@ -4,4 +4,6 @@
 pub mod http;
 pub mod stack;
 
-pub use stack::{alive, eventually, listening_sockets_on, recorded_pids, unique_subnet, Stack};
+pub use stack::{
+    alive, eventually, listening_sockets_on, recorded_pids, unique_subnet, Load, Stack,
+};

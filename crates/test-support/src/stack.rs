@@ -104,6 +104,22 @@ impl Stack {
             .expect("the webstack binary runs")
     }
 
+    /// Starts `webstack bench ARGS --json` against this stack in the background; its
+    /// report comes from [`Load::report`], and it is killed by its pid if the test ends
+    /// first.
+    pub fn load(&self, args: &[&str]) -> Load {
+        let child = Command::new(&self.bin)
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .env("WEBSTACK_STATE_DIR", self.state.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the webstack binary runs");
+        Load { child: Some(child) }
+    }
+
     /// Runs the webstack binary and returns what it printed, failing the test (with its
     /// error output) if it did not succeed.
     pub fn ok(&self, args: &[&str]) -> String {
@@ -171,6 +187,45 @@ impl Stack {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+}
+
+/// A `webstack bench` running in the background (see [`Stack::load`]).
+pub struct Load {
+    child: Option<std::process::Child>,
+}
+
+impl Load {
+    /// Waits for the benchmark to end and returns its JSON report.
+    pub fn report(mut self) -> Value {
+        let out = self
+            .child
+            .take()
+            .expect("a load reports once")
+            .wait_with_output()
+            .expect("the benchmark ends");
+        assert!(
+            out.status.success(),
+            "webstack bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
+    }
+
+    /// Failed requests, all kinds together.
+    pub fn failed(report: &Value) -> u64 {
+        report["errors"]
+            .as_object()
+            .map_or(0, |e| e.values().filter_map(Value::as_u64).sum())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! holding it.
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use std::path::Path;
 
-use webstack_test_support::{alive, eventually, listening_sockets_on, Stack};
+use webstack_test_support::{alive, eventually, listening_sockets_on, Load, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webstack");
 /// 3 × 100 ms + (256 − 100) × 100 ms / 256, lb2's Master_Down_Interval.
@@ -165,58 +165,22 @@ impl Drop for Sampler {
     }
 }
 
-/// `webstack bench` in the background (a client that retries a refused connection once,
-/// after 500 ms), killed by its pid if the test ends first.
-struct Load {
-    child: Option<Child>,
-}
-
-impl Load {
-    fn start(stack: &Stack, seconds: u32) -> Load {
-        let child = Command::new(BIN)
-            .args([
-                "bench",
-                "http://www.foobar.com:8080/static/style.css",
-                "-c",
-                "4",
-                "-d",
-                &seconds.to_string(),
-                "--retry-refused",
-                "500",
-                "--json",
-            ])
-            .env("WEBSTACK_STATE_DIR", stack.state_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Load { child: Some(child) }
-    }
-
-    fn report(mut self) -> Value {
-        let out = self.child.take().unwrap().wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `webstack bench` in the background: a client that retries a refused connection once,
+/// after 500 ms.
+fn load(stack: &Stack, seconds: u32) -> Load {
+    stack.load(&[
+        "http://www.foobar.com:8080/static/style.css",
+        "-c",
+        "4",
+        "-d",
+        &seconds.to_string(),
+        "--retry-refused",
+        "500",
+    ])
 }
 
 fn failed(report: &Value) -> u64 {
-    report["errors"]
-        .as_object()
-        .map_or(0, |e| e.values().filter_map(Value::as_u64).sum())
+    Load::failed(report)
 }
 
 /// Waits until the load has sent requests through `lb` (its stats count them).
@@ -243,7 +207,7 @@ fn kill_9_of_the_master_moves_the_address_in_time_and_only_in_flight_requests_fa
     let (stack, _dir) = up("");
     settled(&stack);
     let sampler = Sampler::start(&stack);
-    let load = Load::start(&stack, 4);
+    let load = load(&stack, 4);
     wait_for_traffic(&stack, "lb1");
     let killed = Instant::now();
     stack.ok(&["kill", "lb1"]);
@@ -295,7 +259,7 @@ fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back
     ));
     settled(&stack);
     let sampler = Sampler::start(&stack);
-    let load = Load::start(&stack, 6);
+    let load = load(&stack, 6);
     wait_for_traffic(&stack, "lb1");
     stack.ok(&["stop", "lb1"]);
     eventually(Duration::from_secs(5), "lb2 holds the address", || {
@@ -335,7 +299,7 @@ fn a_graceful_stop_hands_over_without_a_failed_request_and_preempt_takes_it_back
 fn with_nopreempt_the_old_master_stays_backup() {
     let (stack, _dir) = up("preempt = false");
     let sampler = Sampler::start(&stack);
-    let load = Load::start(&stack, 6);
+    let load = load(&stack, 6);
     // Whoever won the first election (without preempt, lb2 may keep it).
     let master = holder(&stack).expect("up waits for a holder");
     wait_for_traffic(&stack, master);

@@ -3,10 +3,8 @@
 //! with `Connection: close`, and finishes what is in flight; the load balancer sends the
 //! next requests to the other server (a refused connection is tried on another backend).
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use webstack_test_support::{eventually, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webstack");
@@ -18,24 +16,15 @@ fn stopping_a_web_server_under_load_fails_no_request() {
     // connection closed under it would fail, so only a clean end of each kept-alive
     // connection keeps them all.
     for (method, path) in [("GET", "/api/messages"), ("POST", "/api/messages")] {
-        let load = Command::new(BIN)
-            .args([
-                "bench",
-                &format!("http://www.foobar.com:8080{path}"),
-                "--method",
-                method,
-                "-c",
-                "4",
-                "-d",
-                "5",
-                "--json",
-            ])
-            .env("WEBSTACK_STATE_DIR", stack.state_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut load = scopeguard(load);
+        let load = stack.load(&[
+            &format!("http://www.foobar.com:8080{path}"),
+            "--method",
+            method,
+            "-c",
+            "4",
+            "-d",
+            "5",
+        ]);
         // Wait until server2 is taking its share of the load, then stop it.
         eventually(Duration::from_secs(10), "server2 serves requests", || {
             let text = stack.ok(&["lb", "status"]);
@@ -44,13 +33,7 @@ fn stopping_a_web_server_under_load_fails_no_request() {
             (requests > 50).then_some(())
         });
         stack.ok(&["stop", "server2"]);
-        let out = load.take().wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = load.report();
         assert_eq!(
             report["errors"],
             serde_json::json!({}),
@@ -61,27 +44,5 @@ fn stopping_a_web_server_under_load_fails_no_request() {
             "{method} {path}: {report}"
         );
         stack.ok(&["start", "server2"]);
-    }
-}
-
-/// The load's process, killed by its pid if the test fails before waiting for it.
-struct Guard(Option<std::process::Child>);
-
-fn scopeguard(child: std::process::Child) -> Guard {
-    Guard(Some(child))
-}
-
-impl Guard {
-    fn take(&mut self) -> std::process::Child {
-        self.0.take().unwrap()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
