@@ -36,6 +36,9 @@ const LIST_LIMIT: u32 = 50;
 
 pub struct Foobar {
     pub server_name: String,
+    /// The release label of the codebase (`webstack deploy --version`), named in every
+    /// response (`X-App-Version`) so a rolling deploy's mixed state is visible.
+    pub version: String,
     pub storage: Arc<Storage>,
 }
 
@@ -83,6 +86,9 @@ impl Foobar {
             "x-served-by",
             HeaderValue::from_str(&self.server_name).expect("server names are ASCII"),
         );
+        if let Ok(v) = HeaderValue::from_str(&self.version) {
+            resp.headers_mut().insert("x-app-version", v);
+        }
         resp
     }
 
@@ -91,11 +97,11 @@ impl Foobar {
         match self.storage.ping().await {
             Ok(()) => json_response(
                 StatusCode::OK,
-                json!({"status": "ok", "server": self.server_name, "database": primary, "database_reachable": true}),
+                json!({"status": "ok", "server": self.server_name, "version": self.version, "database": primary, "database_reachable": true}),
             ),
             Err(e) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "degraded", "server": self.server_name, "database": primary, "database_reachable": false, "error": e.to_string()}),
+                json!({"status": "degraded", "server": self.server_name, "version": self.version, "database": primary, "database_reachable": false, "error": e.to_string()}),
             ),
         }
     }

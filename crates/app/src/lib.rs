@@ -26,6 +26,8 @@ pub use storage::{Message, Storage, StorageConfig, StorageError};
 pub struct BuiltinConfig {
     /// The server the app runs on, named in every response.
     pub server_name: String,
+    /// The release label, named in every response (`X-App-Version`).
+    pub version: String,
     pub storage: StorageConfig,
     pub limits: HttpLimits,
     /// Requests counted for the server's monitoring agent, when it has one.
@@ -43,15 +45,12 @@ pub enum AppError {
     },
 }
 
-/// Serves the built-in foobar application on `listener` until `shutdown`.
-pub async fn run_builtin(
-    config: BuiltinConfig,
-    listener: Listener,
-    shutdown: CancellationToken,
-) -> Result<(), AppError> {
+/// Starts the relays the storage connects through (see `webstack_net::relay`), for the
+/// component's whole life: an app restarted by a deploy reuses them.
+pub fn spawn_relays(storage: &StorageConfig, shutdown: &CancellationToken) -> Result<(), AppError> {
     if let StorageConfig::MySql {
         local, endpoints, ..
-    } = &config.storage
+    } = storage
     {
         for e in endpoints {
             webstack_net::relay::spawn_tcp_relay(
@@ -66,6 +65,16 @@ pub async fn run_builtin(
             })?;
         }
     }
+    Ok(())
+}
+
+/// Serves the built-in foobar application on `listener` until `shutdown`. The relays to
+/// its database must run already ([`spawn_relays`]).
+pub async fn run_builtin(
+    config: BuiltinConfig,
+    listener: Listener,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let storage = Arc::new(Storage::open(&config.storage)?);
     let maintenance = {
         let (storage, shutdown) = (storage.clone(), shutdown.clone());
@@ -73,6 +82,7 @@ pub async fn run_builtin(
     };
     let app = Arc::new(foobar::Foobar {
         server_name: config.server_name.clone(),
+        version: config.version.clone(),
         storage: storage.clone(),
     });
     let metrics = config.metrics.clone();

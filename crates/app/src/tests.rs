@@ -31,6 +31,7 @@ fn start() -> Running {
     let shutdown = CancellationToken::new();
     let config = BuiltinConfig {
         server_name: "app-test".into(),
+        version: "7".into(),
         storage: StorageConfig::Sqlite {
             path: dir.path().join("foobar.db"),
         },
@@ -59,6 +60,7 @@ fn guestbook_round_trip_names_the_server() {
     );
     assert_eq!(posted.status, 201, "{}", posted.text());
     assert_eq!(posted.header("x-served-by"), Some("app-test"));
+    assert_eq!(posted.header("x-app-version"), Some("7"));
     let saved: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
     assert_eq!(saved["author"], "ada");
 

@@ -77,6 +77,12 @@ pub struct Report {
     /// Refused connections tried again (with `retry_refused`), whatever the second try
     /// gave.
     pub retried_connects: u64,
+    /// The longest time in which no request succeeded and at least one failed (from the
+    /// last success before the failures to the first after): the outage a user saw.
+    pub longest_gap_ms: f64,
+    /// Responses per release of the app that answered (`X-App-Version`): a rolling
+    /// deploy's mixed state.
+    pub versions: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +102,38 @@ struct Shared {
     ok: AtomicU64,
     redirects: AtomicU64,
     retried: AtomicU64,
+    versions: Mutex<BTreeMap<String, u64>>,
+    outage: Mutex<Outage>,
+}
+
+/// Tracks the longest run of failures with no success in between.
+#[derive(Default)]
+struct Outage {
+    last_ok: Option<Instant>,
+    down_since: Option<Instant>,
+    longest: Duration,
+}
+
+impl Outage {
+    fn success(&mut self, at: Instant) {
+        if let Some(since) = self.down_since.take() {
+            self.longest = self.longest.max(at.saturating_duration_since(since));
+        }
+        self.last_ok = Some(at);
+    }
+
+    fn failure(&mut self, started: Instant) {
+        if self.down_since.is_none() {
+            self.down_since = Some(self.last_ok.unwrap_or(started));
+        }
+    }
+
+    /// The longest gap, counting one still open at `end`.
+    fn longest(&self, end: Instant) -> Duration {
+        self.down_since.map_or(self.longest, |s| {
+            self.longest.max(end.saturating_duration_since(s))
+        })
+    }
 }
 
 /// Runs the benchmark and reports. Refuses any target off this machine.
@@ -141,6 +179,8 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         ok: AtomicU64::new(0),
         redirects: AtomicU64::new(0),
         retried: AtomicU64::new(0),
+        versions: Mutex::new(BTreeMap::new()),
+        outage: Mutex::new(Outage::default()),
     });
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -157,6 +197,12 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         + shared.redirects.load(Ordering::Relaxed)
         + errors.values().sum::<u64>();
     let served_by = shared.served_by.lock().expect("served lock").clone();
+    let versions = shared.versions.lock().expect("versions lock").clone();
+    let longest_gap = shared
+        .outage
+        .lock()
+        .expect("outage lock")
+        .longest(Instant::now());
     Ok(Report {
         requests,
         ok: shared.ok.load(Ordering::Relaxed),
@@ -172,6 +218,8 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         errors,
         served_by,
         retried_connects: shared.retried.load(Ordering::Relaxed),
+        longest_gap_ms: longest_gap.as_secs_f64() * 1000.0,
+        versions,
     })
 }
 
@@ -204,6 +252,7 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
                 Ok(s) => sender = Some(s),
                 Err(_) => {
                     count(&shared.errors, "connect");
+                    shared.failed();
                     // Do not spin on a refused port: a short pause, bounded by the deadline.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -226,17 +275,19 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
         let outcome = tokio::time::timeout(config.timeout, async {
             let resp = s.send_request(req).await?;
             let status = resp.status().as_u16();
-            let served = resp
-                .headers()
-                .get("x-served-by")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let (served, version) = (header("x-served-by"), header("x-app-version"));
             resp.into_body().collect().await?;
-            Ok::<_, hyper::Error>((status, served))
+            Ok::<_, hyper::Error>((status, served, version))
         })
         .await;
         match outcome {
-            Ok(Ok((status, served))) => {
+            Ok(Ok((status, served, version))) => {
                 let _ = shared
                     .histogram
                     .lock()
@@ -244,26 +295,48 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
                     .record(t0.elapsed().as_micros().max(1) as u64);
                 if status >= 500 {
                     count(&shared.errors, "status 5xx");
+                    shared.failed();
                 } else if status >= 400 {
                     count(&shared.errors, "status 4xx");
-                } else if status >= 300 {
-                    shared.redirects.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    shared.ok.fetch_add(1, Ordering::Relaxed);
+                    if status >= 300 {
+                        shared.redirects.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    shared
+                        .outage
+                        .lock()
+                        .expect("outage lock")
+                        .success(Instant::now());
                 }
                 if let Some(name) = served {
                     count(&shared.served_by, &name);
                 }
+                if let Some(v) = version {
+                    count(&shared.versions, &v);
+                }
             }
             Ok(Err(_)) => {
                 count(&shared.errors, "io");
+                shared.failed();
                 sender = None;
             }
             Err(_) => {
                 count(&shared.errors, "timeout");
+                shared.failed();
                 sender = None;
             }
         }
+    }
+}
+
+impl Shared {
+    fn failed(&self) {
+        self.outage
+            .lock()
+            .expect("outage lock")
+            .failure(self.started);
     }
 }
 
@@ -325,6 +398,20 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
         let list: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         out.push_str(&format!("errors       {}\n", list.join(", ")));
     }
+    if r.longest_gap_ms > 0.0 {
+        out.push_str(&format!(
+            "longest gap  {:.0} ms with no request succeeding\n",
+            r.longest_gap_ms
+        ));
+    }
+    if r.versions.len() > 1 {
+        let list: Vec<String> = r
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        out.push_str(&format!("app versions {}\n", list.join(", ")));
+    }
     let total: u64 = r.served_by.values().sum();
     for (name, n) in &r.served_by {
         out.push_str(&format!(
@@ -353,6 +440,21 @@ mod tests {
             retry_refused: None,
             rate: None,
         }
+    }
+
+    #[test]
+    fn the_longest_gap_runs_from_the_last_success_to_the_next() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut o = Outage::default();
+        o.success(at(10));
+        o.failure(t0);
+        o.failure(t0);
+        o.success(at(60));
+        assert_eq!(o.longest(at(100)), Duration::from_millis(50));
+        o.failure(t0);
+        // Still failing at the end: the open gap counts.
+        assert_eq!(o.longest(at(200)), Duration::from_millis(140));
     }
 
     #[tokio::test]

@@ -86,6 +86,23 @@ impl Listener {
         self
     }
 
+    /// Another handle on the same listening socket (a duplicated descriptor) with the
+    /// same peer check, not the side door. What one handle has not accepted the other
+    /// can: a server handed over to a new instance this way never refuses a connection
+    /// (nginx's binary upgrade and HAProxy's seamless reload pass the socket the same
+    /// way). Needs a running tokio runtime.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        use std::os::fd::AsFd;
+        let fd = self.inner.as_fd().try_clone_to_owned()?;
+        let std_listener = std::net::TcpListener::from(fd);
+        std_listener.set_nonblocking(true)?;
+        Ok(Listener {
+            inner: TcpListener::from_std(std_listener)?,
+            peer_check: self.peer_check.clone(),
+            side_door: None,
+        })
+    }
+
     pub fn with_peer_check(mut self, check: PeerCheck) -> Listener {
         self.peer_check = Some(check);
         self

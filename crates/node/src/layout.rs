@@ -11,6 +11,7 @@
 //!   tls/ca.crt, ca.key          the stack's local certificate authority (key 0600)
 //!   servers/<server>/
 //!     node.json                 the node's status: components, listeners, child pids
+//!     release.json              the app's release after a deploy (absent before)
 //!     access.log                the web server's access log
 //!     codebase/public/          the built-in codebase's static files
 //!     database/                 MariaDB: my.cnf, data/, error.log, socket
@@ -70,6 +71,10 @@ impl StackLayout {
     }
     pub fn node_status(&self, server: &str) -> PathBuf {
         self.server_dir(server).join("node.json")
+    }
+    /// The release of the codebase an app server runs (written by `webstack deploy`).
+    pub fn release_file(&self, server: &str) -> PathBuf {
+        self.server_dir(server).join("release.json")
     }
 }
 

@@ -5,6 +5,7 @@
 //! Architecture invariant: the node is the only crate that turns a design into component
 //! configurations; the components themselves (dns, web, app, database) never see a design.
 
+mod app;
 mod cluster;
 mod collector;
 mod firewall;
@@ -25,8 +26,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use webstack_topology::{Codebase, Design, Server, Storage, DNS_PROCESS_NAME};
+use webstack_topology::{Codebase, Design, Server, DNS_PROCESS_NAME};
 
+pub use app::{Release, INITIAL_VERSION};
 pub use cluster::{current_primary, replication_settings, ClusterState, REPLICATION_USER};
 pub use layout::{default_state_dir, StackLayout};
 pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
@@ -101,7 +103,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<()> {
         }
         if let Some(app) = &server.app {
             let (tasks, token) = tiers.tier(APP);
-            start_app(&opts, server, app, &dir, &status, tasks, &token)?;
+            app::start(&opts, server, app, &dir, &status, tasks, &token)?;
         }
         if let Some(web) = &server.web {
             let (tasks, token) = tiers.tier(FRONT);
@@ -403,153 +405,6 @@ fn write_builtin_public(dir: &Path) -> Result<PathBuf> {
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(public)
-}
-
-fn start_app(
-    opts: &NodeOptions,
-    server: &Server,
-    app: &webstack_topology::App,
-    dir: &Path,
-    status: &Arc<StatusFile>,
-    tasks: &mut JoinSet<Result<()>>,
-    shutdown: &CancellationToken,
-) -> Result<()> {
-    let addr = SocketAddr::new(server.address, app.port);
-    let run_dir = dir.join("run");
-    std::fs::create_dir_all(&run_dir)?;
-    let storage = match app.storage {
-        Storage::Sqlite => webstack_app::StorageConfig::Sqlite {
-            path: dir.join("foobar.sqlite"),
-        },
-        Storage::MySql => {
-            let db_name = app
-                .database
-                .as_deref()
-                .expect("validated: MySQL storage names a database server");
-            let (primary, replicas) = opts
-                .design
-                .database_cluster(db_name)
-                .expect("validated: the database server exists");
-            let endpoints = std::iter::once(&primary)
-                .chain(replicas.iter())
-                .filter_map(|name| {
-                    let s = opts.design.server(name)?;
-                    Some(webstack_app::storage::DbEndpoint {
-                        name: name.clone(),
-                        address: SocketAddr::new(s.address, s.database.as_ref()?.port),
-                        relay_socket: run_dir.join(format!("db-{name}.sock")),
-                    })
-                })
-                .collect();
-            webstack_app::StorageConfig::MySql {
-                endpoints,
-                primary,
-                cluster_file: opts.layout.cluster_file(),
-                user: APP_DB_USER.into(),
-                password: read_password(&opts.layout)?,
-                database: APP_DATABASE.into(),
-                local: server.address,
-                max_replica_lag: app.max_replica_lag,
-            }
-        }
-    };
-    match &opts.design.codebase {
-        Codebase::Builtin(_) => {
-            let listener = firewall::bind(addr)?;
-            status.add("app", vec![addr], ComponentState::Ready);
-            eprintln!("app: foobar listening on {addr}");
-            let config = webstack_app::BuiltinConfig {
-                server_name: server.name.clone(),
-                storage,
-                limits: Default::default(),
-                metrics: monitoring::http(),
-            };
-            let shutdown = shutdown.clone();
-            tasks.spawn(
-                async move { Ok(webstack_app::run_builtin(config, listener, shutdown).await?) },
-            );
-        }
-        Codebase::Path { path, command } => {
-            let Some(argv) = command.clone() else {
-                bail!(
-                    "server {} runs an app server, and the codebase at {} names no command to run",
-                    server.name,
-                    path.display()
-                );
-            };
-            let mut env = vec![
-                ("HOST".to_string(), server.address.to_string()),
-                ("PORT".to_string(), app.port.to_string()),
-                ("WEBSTACK_SERVER".to_string(), server.name.clone()),
-            ];
-            match &storage {
-                webstack_app::StorageConfig::MySql {
-                    local,
-                    endpoints,
-                    primary,
-                    user,
-                    password,
-                    database,
-                    ..
-                } => {
-                    // An application command gets the designed primary; the read/write
-                    // split and promotions are the built-in app's.
-                    let target = endpoints
-                        .iter()
-                        .find(|e| e.name == *primary)
-                        .expect("the primary is an endpoint");
-                    webstack_net::relay::spawn_tcp_relay(
-                        &target.relay_socket,
-                        *local,
-                        target.address,
-                        shutdown.clone(),
-                    )
-                    .with_context(|| {
-                        format!(
-                            "cannot start the database relay at {}",
-                            target.relay_socket.display()
-                        )
-                    })?;
-                    env.push((
-                        "DATABASE_URL".into(),
-                        format!(
-                            "mysql://{user}:{password}@localhost/{database}?socket={}",
-                            target.relay_socket.display()
-                        ),
-                    ));
-                    env.push((
-                        "DATABASE_SOCKET".into(),
-                        target.relay_socket.display().to_string(),
-                    ));
-                }
-                webstack_app::StorageConfig::Sqlite { path } => env.push((
-                    "DATABASE_URL".into(),
-                    format!("sqlite://{}", path.display()),
-                )),
-            }
-            let cmd = webstack_app::command::AppCommand {
-                argv,
-                dir: path.clone(),
-                env,
-                log: dir.join("app.log"),
-            };
-            status.add("app", vec![addr], ComponentState::Starting);
-            eprintln!(
-                "app: running {:?} in {} for {addr}",
-                cmd.argv,
-                path.display()
-            );
-            let (status, shutdown) = (status.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                webstack_app::command::supervise(cmd, shutdown, |pid| {
-                    status.set("app", ComponentState::Ready, Some(pid))
-                })
-                .await;
-                Ok(())
-            });
-        }
-    }
-    Ok(())
 }
 
 fn start_database(

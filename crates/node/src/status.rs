@@ -53,6 +53,9 @@ pub struct ComponentStatus {
     /// TLS endpoints: the certificate each one serves now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateStatus>,
+    /// App servers: the release running (or starting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A TLS endpoint's certificate, as `webstack status` shows it.
@@ -121,6 +124,7 @@ impl StatusFile {
                 state,
                 replication: None,
                 certificates: Vec::new(),
+                version: None,
             })
         });
     }

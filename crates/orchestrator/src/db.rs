@@ -20,7 +20,7 @@ fn socket(layout: &StackLayout, server: &str) -> PathBuf {
     layout.server_dir(server).join("database/mysqld.sock")
 }
 
-fn node_alive(layout: &StackLayout, server: &str) -> bool {
+pub(crate) fn node_alive(layout: &StackLayout, server: &str) -> bool {
     StackRecord::read(layout)
         .ok()
         .flatten()

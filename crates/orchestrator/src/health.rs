@@ -89,19 +89,52 @@ pub async fn probe_lb(stats: SocketAddr) -> Health {
 
 /// True if the built-in app at `addr` reports `database` as its primary in `/health`.
 pub async fn app_reports_database(addr: SocketAddr, database: &str) -> bool {
+    fetch(addr, "/health")
+        .await
+        .is_ok_and(|text| text.contains(&format!("\"database\":\"{database}\"")))
+}
+
+/// An app server's answer to a GET of `path`: the status and the release it names
+/// (`X-App-Version`), if it names one.
+pub async fn app_release(addr: SocketAddr, path: &str) -> Result<(u16, Option<String>), String> {
+    let text = fetch(addr, path).await?;
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                head.lines().next().unwrap_or("")
+            )
+        })?;
+    let version = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-app-version")
+            .then(|| value.trim().to_string())
+    });
+    Ok((status, version))
+}
+
+/// A whole answer to a GET (Connection: close), as text.
+async fn fetch(addr: SocketAddr, path: &str) -> Result<String, String> {
     let io = async {
-        let mut s = crate::operator::connect(addr).await.ok()?;
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: webstack\r\nConnection: close\r\n\r\n")
+        let mut s = crate::operator::connect(addr)
             .await
-            .ok()?;
+            .map_err(|e| e.to_string())?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: webstack\r\nUser-Agent: webstack-probe\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(String::from_utf8_lossy(&buf).into_owned())
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
     };
-    match tokio::time::timeout(PROBE_TIMEOUT, io).await {
-        Ok(Some(text)) => text.contains(&format!("\"database\":\"{database}\"")),
-        _ => false,
-    }
+    tokio::time::timeout(PROBE_TIMEOUT, io)
+        .await
+        .map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"))?
 }
 
 async fn http_status(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {

@@ -8,6 +8,7 @@
 //! serves traffic runs in a node process, so killing a node is losing that server.
 
 pub mod db;
+pub mod deploy;
 mod down;
 mod faults;
 mod health;

@@ -54,6 +54,9 @@ pub struct ComponentReport {
     /// TLS endpoints of the component and the certificate each serves.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<webstack_node::CertificateStatus>,
+    /// App servers: the release they run (`webstack deploy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl StackStatus {
@@ -146,6 +149,7 @@ pub async fn collect(
                 child_pid: reported.and_then(|c| c.child_pid),
                 health,
                 certificates: reported.map(|c| c.certificates.clone()).unwrap_or_default(),
+                version: reported.and_then(|c| c.version.clone()),
             });
         }
         let address = if name == DNS_PROCESS_NAME {
@@ -258,10 +262,10 @@ async fn probe(
         "monitoring" | "collector" => probe_http(listen, host, "/metrics", 300).await,
         // The web server's own health path: its app servers have a probe of their own.
         "web" => probe_http(listen, host, webstack_web::HEALTH_PATH, 300).await,
-        "app" => match design.codebase {
-            Codebase::Builtin(_) => probe_http(listen, host, "/health", 300).await,
-            Codebase::Path { .. } => probe_http(listen, host, "/", 500).await,
-        },
+        "app" => {
+            let (path, fail_from) = app_health_check(design);
+            probe_http(listen, host, path, fail_from).await
+        }
         "load_balancer" => {
             let stats = design.servers.iter().find_map(|s| {
                 s.load_balancer
@@ -376,9 +380,13 @@ pub fn render(status: &StackStatus) -> String {
                 _ => String::new(),
             };
             let health = format!(
-                "{} {}",
+                "{} {}{}",
                 if c.health.healthy { "ok  " } else { "DOWN" },
-                c.health.detail
+                c.health.detail,
+                c.version
+                    .as_ref()
+                    .map(|v| format!(" (version {v})"))
+                    .unwrap_or_default()
             );
             rows.push([
                 if i == 0 {
@@ -460,4 +468,13 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// An app server's health check: the built-in app's `/health` (below 300), or the home
+/// page of a command of the user's (anything below 500 means it serves).
+pub(crate) fn app_health_check(design: &Design) -> (&'static str, u16) {
+    match design.codebase {
+        Codebase::Builtin(_) => ("/health", 300),
+        Codebase::Path { .. } => ("/", 500),
+    }
 }

@@ -311,8 +311,8 @@ fn operations(design: &Design, out: &mut Vec<Finding>) {
             title: "deploying new code takes the site down".into(),
             servers: names(&apps),
             components: vec!["app".into()],
-            why: format!("With one app server ({}), it must stop to run the new code, and the site is down meanwhile (and during any maintenance).", apps[0]),
-            fix: "run two or more app servers and deploy them one at a time (rolling deploy)".into(),
+            why: format!("With one app server ({}), no other server can take its traffic: an application command must stop to run the new code, and the site is down meanwhile (`webstack deploy` measures it), as it is during any maintenance of the server. The built-in app hands its socket to the new release without a gap, but a release that misbehaves then serves every user until it is rolled back.", apps[0]),
+            fix: "run two or more app servers: `webstack deploy` then takes each out of service in turn (a rolling deploy) and stops at the first that fails its health check".into(),
         });
     }
     for s in &design.servers {

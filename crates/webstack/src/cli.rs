@@ -144,6 +144,29 @@ pub enum Commands {
         #[arg(long)]
         stack: Option<String>,
     },
+    /// Roll a new release of the codebase out to every app server, one at a time: drain
+    /// it, let its requests finish, restart it on the new release, wait for its health
+    /// check, put it back. A release that fails its health check is rolled back and the
+    /// deploy stops.
+    Deploy {
+        /// A folder with the new codebase (for a design that runs a codebase of yours).
+        folder: Option<PathBuf>,
+        /// The release's label, sent in every answer of the built-in app (X-App-Version);
+        /// default: the folder's VERSION file, else its name.
+        #[arg(long, value_name = "LABEL")]
+        version: Option<String>,
+        #[arg(long)]
+        stack: Option<String>,
+        /// Seconds a new release may take to pass its health check before it is rolled back.
+        #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+        health_timeout: f64,
+        /// Seconds a drained server's requests in flight may take to finish.
+        #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+        drain_timeout: f64,
+        /// Print the report as JSON for tools (the steps still go to standard error).
+        #[arg(long)]
+        json: bool,
+    },
     /// The database cluster: status, promotion, rebuilding a replaced primary.
     Db {
         #[command(subcommand)]

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             if e.downcast_ref::<webstack_topology::DesignError>().is_some()
                 || e.downcast_ref::<orchestrator::CertificateProblems>()
                     .is_some()
+                || e.downcast_ref::<UsageError>().is_some()
             {
                 ExitCode::from(2)
             } else if e.downcast_ref::<CheckFailed>().is_some() {
@@ -254,6 +255,54 @@ async fn run(cli: Cli) -> Result<()> {
                 &server,
             )
             .await
+        }
+        Commands::Deploy {
+            folder,
+            version,
+            stack,
+            health_timeout,
+            drain_timeout,
+            json,
+        } => {
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+            let seconds = |flag: &str, v: f64| {
+                if v.is_finite() && v > 0.0 && v <= 3600.0 {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(anyhow::Error::new(UsageError(format!(
+                        "--{flag} {v} is not a number of seconds from above 0 to 3600"
+                    ))))
+                }
+            };
+            let opts = orchestrator::deploy::DeployOptions {
+                version,
+                codebase: folder,
+                health_timeout: seconds("health-timeout", health_timeout)?,
+                drain_timeout: seconds("drain-timeout", drain_timeout)?,
+            };
+            let release = orchestrator::deploy::release_of(&design, &opts)
+                .map_err(|e| anyhow::Error::new(UsageError(format!("{e:#}"))))?;
+            let say = |line: String| {
+                if json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            };
+            let outcome =
+                orchestrator::deploy::deploy(&design, &layout, &release, &opts, &say).await;
+            if json {
+                let report = match &outcome {
+                    Ok(r) => Some(r),
+                    Err(e) => e
+                        .downcast_ref::<orchestrator::deploy::DeployFailed>()
+                        .map(|f| &f.report),
+                };
+                if let Some(r) = report {
+                    println!("{}", serde_json::to_string_pretty(r)?);
+                }
+            }
+            outcome.map(|_| ())
         }
         Commands::Db {
             command: DbCommand::Status { stack },
@@ -534,6 +583,18 @@ async fn fault(
 fn bytes_of(s: &str) -> webstack_bench::Bytes {
     webstack_bench::Bytes::from(s.to_string())
 }
+
+/// Arguments that cannot be acted on (exit status 2, like clap's own usage errors).
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// `check --fail-on` found what it was told to fail on.
 #[derive(Debug)]
