@@ -282,15 +282,28 @@ impl Storage {
             let created_ms = now_ms();
             let (id, gtid) = match &self.backend {
                 Backend::MySql(cluster) => {
-                    let mut conn = cluster.primary_member().pool.get_conn().await?;
-                    conn.exec_drop(
-                        "INSERT INTO messages (author, message, created_ms, served_by) VALUES (?, ?, ?, ?)",
-                        (author, message, created_ms, served_by),
-                    )
-                    .await?;
-                    let id = conn.last_insert_id().unwrap_or(0);
-                    let gtid: Option<String> = conn.query_first("SELECT @@last_gtid").await?;
-                    (id, gtid.filter(|g| !g.is_empty()))
+                    // A primary that refuses the write as read-only is being switched over
+                    // (`webstack db switchover`): the statement was not applied, so it is
+                    // held until cluster.json names the new primary and sent there, within
+                    // the query timeout.
+                    let mut refused_by: Option<String> = None;
+                    loop {
+                        let member = cluster.primary_member();
+                        if refused_by.as_deref() == Some(member.name.as_str()) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            cluster.refresh_primary();
+                            continue;
+                        }
+                        match insert(member, author, message, created_ms, served_by).await {
+                            Err(mysql_async::Error::Server(e)) if READ_ONLY_ERRORS.contains(&e.code) => {
+                                if refused_by.is_none() {
+                                    eprintln!("app: {} is read-only ({}): holding the write until the new primary takes it", member.name, e.message);
+                                }
+                                refused_by = Some(member.name.clone());
+                            }
+                            other => break other?,
+                        }
+                    }
                 }
                 Backend::Sqlite(conn) => {
                     let conn = conn.clone();
@@ -356,6 +369,29 @@ impl Storage {
             }
         }
     }
+}
+
+/// MariaDB's errors for a write refused by a read-only server: ER_OPTION_PREVENTS_STATEMENT
+/// (`--read-only`) and ER_READ_ONLY_MODE.
+const READ_ONLY_ERRORS: [u16; 2] = [1290, 1836];
+
+/// Inserts one message on `m`: its id and the GTID of the transaction.
+async fn insert(
+    m: &Member,
+    author: &str,
+    message: &str,
+    created_ms: i64,
+    served_by: &str,
+) -> Result<(u64, Option<String>), mysql_async::Error> {
+    let mut conn = m.pool.get_conn().await?;
+    conn.exec_drop(
+        "INSERT INTO messages (author, message, created_ms, served_by) VALUES (?, ?, ?, ?)",
+        (author, message, created_ms, served_by),
+    )
+    .await?;
+    let id = conn.last_insert_id().unwrap_or(0);
+    let gtid: Option<String> = conn.query_first("SELECT @@last_gtid").await?;
+    Ok((id, gtid.filter(|g| !g.is_empty())))
 }
 
 /// Reads the messages from one server; `None` if it has not applied `after_gtid` yet.

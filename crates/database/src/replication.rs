@@ -208,10 +208,16 @@ pub async fn status(conn: &mut mysql_async::Conn) -> Result<ReplicationStatus, m
     Ok(st)
 }
 
-/// Writes the heartbeat a replica's lag is measured against.
+/// Writes the heartbeat a replica's lag is measured against, only while the server takes
+/// writes: root is exempt from read_only, and a beat that landed after a switchover made
+/// the server read-only would be a transaction the new primary lacks, which stops the old
+/// primary from replicating from it (strict GTID mode). A statement that changes no row is
+/// not written to the binary log.
 pub async fn beat(conn: &mut mysql_async::Conn) -> Result<(), mysql_async::Error> {
-    conn.query_drop("REPLACE INTO webstack.heartbeat (id, ts) VALUES (1, NOW(6))")
-        .await
+    conn.query_drop(
+        "REPLACE INTO webstack.heartbeat (id, ts) SELECT 1, NOW(6) FROM DUAL WHERE @@global.read_only = 0",
+    )
+    .await
 }
 
 /// Promotes a replica: stops fetching, waits until everything it received is applied,
@@ -280,6 +286,47 @@ pub async fn promote(socket: &Path, apply_timeout: Duration) -> Result<String, D
         .await
         .map_err(DatabaseError::Provision)?;
     Ok(pos.unwrap_or_default())
+}
+
+/// The first step of a planned switchover, on the live primary: no more writes (the app
+/// servers hold theirs and retry on the new primary), and the GTID position of the last
+/// one, which the new primary must have applied before it opens.
+pub async fn stop_writes(socket: &Path) -> Result<String, DatabaseError> {
+    let mut conn = root_conn(socket).await.map_err(DatabaseError::Provision)?;
+    // Waits for the transactions committing now (and their semi-sync acknowledgement).
+    conn.query_drop("SET GLOBAL read_only = ON")
+        .await
+        .map_err(DatabaseError::Provision)?;
+    let pos: Option<String> = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .map_err(DatabaseError::Provision)?;
+    Ok(pos.unwrap_or_default())
+}
+
+/// Undoes [`stop_writes`] when a switchover cannot go on: the primary takes writes again.
+pub async fn resume_writes(socket: &Path) -> Result<(), DatabaseError> {
+    let mut conn = root_conn(socket).await.map_err(DatabaseError::Provision)?;
+    conn.query_drop("SET GLOBAL read_only = OFF")
+        .await
+        .map_err(DatabaseError::Provision)
+}
+
+/// Waits until a replica has applied everything up to `position`; false after `timeout`.
+pub async fn wait_applied(
+    socket: &Path,
+    position: &str,
+    timeout: Duration,
+) -> Result<bool, DatabaseError> {
+    let mut conn = root_conn(socket).await.map_err(DatabaseError::Provision)?;
+    let waited: Option<i64> = conn
+        .exec_first(
+            "SELECT MASTER_GTID_WAIT(?, ?)",
+            (position, timeout.as_secs_f64()),
+        )
+        .await
+        .map_err(DatabaseError::Provision)?;
+    Ok(waited == Some(0))
 }
 
 /// Makes a live former primary read-only, so that no write can land on it any more.

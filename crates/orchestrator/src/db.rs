@@ -164,14 +164,33 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         state.fenced.push(old.clone());
     }
 
-    let password = std::fs::read_to_string(layout.replication_password())
-        .context("the replication password is missing from the stack's secrets")?;
-    for r in replicas
+    let others: Vec<String> = replicas
         .iter()
         .filter(|r| **r != server && !state.fenced.contains(r))
-    {
+        .cloned()
+        .collect();
+    repoint(design, layout, &others, server, &mut said).await?;
+    state
+        .write(&layout.cluster_file())
+        .context("cannot write cluster.json")?;
+    said.push(wait_for_app_servers(design, layout, server).await);
+    Ok(said)
+}
+
+/// Points each running server of `members` at `primary` (GTID replication through its own
+/// relay); a server that is down follows when it starts.
+async fn repoint(
+    design: &Design,
+    layout: &StackLayout,
+    members: &[String],
+    primary: &str,
+    said: &mut Vec<String>,
+) -> Result<()> {
+    let password = std::fs::read_to_string(layout.replication_password())
+        .context("the replication password is missing from the stack's secrets")?;
+    for r in members {
         if !node_alive(layout, r) {
-            said.push(format!("{r} is down; it follows {server} when it starts"));
+            said.push(format!("{r} is down; it follows {primary} when it starts"));
             continue;
         }
         let mut conn = replication::root_conn(&socket(layout, r))
@@ -180,7 +199,7 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         // Through r's own relay to the new primary, so the connection comes from r's
         // address, as the firewall and the grants expect.
         let relay = design
-            .replication_relay(r, server)
+            .replication_relay(r, primary)
             .context("the replica has no relay to the new primary")?;
         replication::start_replicating(
             &mut conn,
@@ -190,13 +209,117 @@ pub async fn promote(design: &Design, layout: &StackLayout, server: &str) -> Res
         )
         .await
         .with_context(|| format!("repointing {r}"))?;
-        said.push(format!("{r} now replicates from {server}"));
+        let _ = conn.disconnect().await;
+        said.push(format!("{r} now replicates from {primary}"));
     }
+    Ok(())
+}
+
+/// How long a switchover waits for the chosen replica's lag to drop below
+/// [`SWITCHOVER_MAX_LAG`] before it pauses writes, and then for it to catch up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Writes pause only once the chosen replica is this close behind.
+const SWITCHOVER_MAX_LAG_MS: f64 = 1000.0;
+
+/// A planned switchover of a live primary to one of its replicas: the replica must be
+/// replicating and close behind; then writes stop on the primary (app servers hold theirs
+/// and retry), the replica applies the last of them and opens for writes, the app servers
+/// move to it, the old primary becomes its replica (no rebuild: it has nothing the new
+/// primary lacks) and the other replicas follow. Returns what happened and how long
+/// writes were paused.
+pub async fn switchover(
+    design: &Design,
+    layout: &StackLayout,
+    server: &str,
+) -> Result<(Vec<String>, Duration)> {
+    let (_, replicas) = cluster_of(design, server)?;
+    let mut state = ClusterState::read(&layout.cluster_file());
+    let old = current_primary(design, &state, server).expect("a database server has a cluster");
+    if old == server {
+        let others: Vec<String> = design
+            .database_members(server)
+            .into_iter()
+            .filter(|m| *m != server && !state.fenced.contains(m))
+            .collect();
+        bail!(
+            "{server} is already the primary; switch over to one of its replicas ({})",
+            others.join(", ")
+        );
+    }
+    if state.fenced.contains(&server.to_string()) {
+        bail!("{server} is fenced (a former primary); rebuild it first: `webstack db rebuild {server}`");
+    }
+    if !node_alive(layout, server) {
+        bail!("{server} is not running; start it first: `webstack start {server}`");
+    }
+    if !node_alive(layout, &old) {
+        bail!("the primary {old} is down: a switchover hands over from a live primary; after a crash, fail over with `webstack db promote {server}`");
+    }
+    // Writes pause only for the last bit of catching up, not for a replica far behind.
+    let deadline = std::time::Instant::now() + CATCH_UP_TIMEOUT;
+    loop {
+        let mut conn = replication::root_conn(&socket(layout, server))
+            .await
+            .with_context(|| format!("connecting to {server}"))?;
+        let st = replication::status(&mut conn).await?;
+        let _ = conn.disconnect().await;
+        if st.role != "replica" || st.io_running != Some(true) || st.sql_running != Some(true) {
+            bail!(
+                "{server} is not replicating from {old} (role {}, io {:?}, sql {:?}{}); nothing was changed",
+                st.role,
+                st.io_running,
+                st.sql_running,
+                st.last_error.map(|e| format!(", {e}")).unwrap_or_default()
+            );
+        }
+        if st.lag_ms.is_some_and(|l| l < SWITCHOVER_MAX_LAG_MS) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("{server} is {} behind {old}; a switchover waits for a replica less than {SWITCHOVER_MAX_LAG_MS:.0} ms behind; nothing was changed", st.lag_ms.map(|l| format!("{l:.0} ms")).unwrap_or_else(|| "an unknown time".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut said = Vec::new();
+    let paused = std::time::Instant::now();
+    let position = replication::stop_writes(&socket(layout, &old))
+        .await
+        .with_context(|| format!("stopping writes on {old}"))?;
+    said.push(format!(
+        "{old} takes no more writes (read-only at GTID {position}); app servers hold theirs"
+    ));
+    let caught_up = replication::wait_applied(&socket(layout, server), &position, CATCH_UP_TIMEOUT)
+        .await
+        .unwrap_or(false);
+    if !caught_up {
+        replication::resume_writes(&socket(layout, &old)).await?;
+        bail!("{server} did not apply {old}'s last writes (GTID {position}) within {CATCH_UP_TIMEOUT:?}; {old} takes writes again and stays the primary");
+    }
+    let opened = replication::promote(&socket(layout, server), APPLY_TIMEOUT)
+        .await
+        .with_context(|| format!("opening {server} for writes"))?;
+    state.primary = Some(server.to_string());
+    state.fenced.retain(|f| *f != old);
     state
         .write(&layout.cluster_file())
         .context("cannot write cluster.json")?;
+    let pause = paused.elapsed();
+    said.push(format!(
+        "{server} applied everything up to GTID {position} and takes writes (GTID {opened})"
+    ));
+    // The old primary has nothing the new one lacks: it replicates from it as it is.
+    let mut followers = vec![old.clone()];
+    followers.extend(
+        replicas
+            .iter()
+            .filter(|r| **r != server && **r != old && !state.fenced.contains(r))
+            .cloned(),
+    );
+    repoint(design, layout, &followers, server, &mut said).await?;
     said.push(wait_for_app_servers(design, layout, server).await);
-    Ok(said)
+    said.push(format!("writes were paused for {} ms", pause.as_millis()));
+    Ok((said, pause))
 }
 
 /// Waits (a few seconds at most) until every running app server of the cluster reports

@@ -99,7 +99,8 @@ pub enum Commands {
         /// How many requests to send in all.
         #[arg(short = 'n', long)]
         requests: Option<u64>,
-        /// The HTTP method; POST sends a small guestbook message as JSON.
+        /// The HTTP method; POST sends a small guestbook message as JSON (to /api/messages
+        /// when no URL is given).
         #[arg(long, default_value = "GET")]
         method: String,
         /// Try a refused connection once more after this many milliseconds (to ride out a
@@ -292,6 +293,14 @@ pub enum DbCommand {
     },
     /// Promote a replica to primary without restarting the stack.
     Promote {
+        server: String,
+        #[arg(long)]
+        stack: Option<String>,
+    },
+    /// A planned switchover of the live primary to a replica: writes pause briefly (the app
+    /// servers hold them), the replica catches up and takes writes, the old primary
+    /// becomes its replica. No acknowledged write is lost and none fails.
+    Switchover {
         server: String,
         #[arg(long)]
         stack: Option<String>,

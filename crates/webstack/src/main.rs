@@ -177,7 +177,11 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let (_, design) = running_design(&state_dir, stack.as_deref())?;
-            let target = orchestrator::resolve_target(&design, url.as_deref()).await?;
+            let mut target = orchestrator::resolve_target(&design, url.as_deref()).await?;
+            if url.is_none() && method.eq_ignore_ascii_case("POST") {
+                // The site's home takes no POST; the guestbook does.
+                target.path = "/api/messages".into();
+            }
             let limit = match (requests, duration) {
                 (Some(n), _) => webstack_bench::Limit::Requests(n),
                 (None, Some(d)) if d.is_finite() && d > 0.0 => {
@@ -316,6 +320,16 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
             for line in orchestrator::db::promote(&design, &layout, &server).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Commands::Db {
+            command: DbCommand::Switchover { server, stack },
+        } => {
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+            let (said, _) = orchestrator::db::switchover(&design, &layout, &server).await?;
+            for line in said {
                 println!("{line}");
             }
             Ok(())

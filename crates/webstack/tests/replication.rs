@@ -249,3 +249,137 @@ fn semi_sync_falling_back_to_async_is_visible() {
         (replication(&stack, "server1")["semi_sync"] == "on").then_some(())
     });
 }
+
+/// Every message a database server holds, read as root over its own socket.
+fn all_messages(stack: &Stack, server: &str) -> Vec<String> {
+    let socket = stack.state_dir().join(format!(
+        "stacks/distributed/servers/{server}/database/mysqld.sock"
+    ));
+    let out = Command::new("mariadb")
+        .args([
+            "--socket",
+            socket.to_str().unwrap(),
+            "-u",
+            "root",
+            "-N",
+            "-B",
+        ])
+        .args(["-e", "SELECT message FROM foobar.messages"])
+        .output()
+        .expect("the mariadb client runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_switchover_under_writes_fails_none_and_loses_none() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let stack = Arc::new(Stack::up(BIN.as_ref(), "distributed"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let outcomes = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let (stack, stop, acknowledged, outcomes) = (
+                stack.clone(),
+                stop.clone(),
+                acknowledged.clone(),
+                outcomes.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let m = format!("sw-{t}-{i}");
+                    let status = post(&stack, &m);
+                    if status == 201 {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    outcomes.lock().unwrap().push((m, status));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let at_least = |n: usize, what: &str| {
+        eventually(Duration::from_secs(30), what, || {
+            (acknowledged.load(Ordering::Relaxed) >= n).then_some(())
+        })
+    };
+    at_least(30, "writes are acknowledged before the switchover");
+
+    let said = stack.ok(&["db", "switchover", "server2"]);
+    let before = acknowledged.load(Ordering::Relaxed);
+    assert!(
+        said.contains("server1 now replicates from server2"),
+        "{said}"
+    );
+    assert!(
+        said.contains("app servers server1, server2 now write to server2"),
+        "{said}"
+    );
+    let pause: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("writes were paused for "))
+        .and_then(|rest| rest.strip_suffix(" ms"))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("the pause is not reported: {said}"));
+    eprintln!("switchover: writes paused for {pause} ms");
+    at_least(before + 30, "writes are acknowledged after the switchover");
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+
+    let outcomes = outcomes.lock().unwrap().clone();
+    let failed: Vec<&(String, u16)> = outcomes.iter().filter(|(_, s)| *s != 201).collect();
+    assert!(
+        failed.is_empty(),
+        "writes failed during the switchover: {failed:?}"
+    );
+    let held = all_messages(&stack, "server2");
+    for (m, _) in &outcomes {
+        assert_eq!(
+            held.iter().filter(|x| *x == m).count(),
+            1,
+            "{m} is missing or doubled on the new primary"
+        );
+    }
+    // The old primary follows the new one, with no rebuild, and gets every write.
+    eventually(
+        Duration::from_secs(30),
+        "server1 replicates every write from server2",
+        || (all_messages(&stack, "server1").len() == held.len()).then_some(()),
+    );
+    let status = stack.ok(&["db", "status"]);
+    assert!(
+        status.lines().any(|l| l.starts_with("server1")
+            && l.contains("replica")
+            && l.contains("io yes sql yes")),
+        "{status}"
+    );
+
+    let again = stack.run(&["db", "switchover", "server2"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("already the primary; switch over to one of its replicas (server1)"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let not_db = stack.run(&["db", "switchover", "lb1"]);
+    assert!(String::from_utf8_lossy(&not_db.stderr).contains("runs no database"));
+    // And back, since the old primary is a healthy replica now.
+    let back = stack.ok(&["db", "switchover", "server1"]);
+    assert!(
+        back.contains("server2 now replicates from server1"),
+        "{back}"
+    );
+}
