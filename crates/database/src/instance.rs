@@ -469,6 +469,32 @@ async fn root_query(config: &DatabaseConfig, sql: &str) -> Result<(), mysql_asyn
     conn.disconnect().await
 }
 
+/// Gives the application's user to more app server addresses (a reload added app
+/// servers), on a server that takes writes: a replica gets the accounts by replication,
+/// and writing them there would give it transactions its primary lacks. Returns false,
+/// having done nothing, on a server that is not the primary now.
+pub async fn grant_app_hosts(
+    config: &DatabaseConfig,
+    hosts: &[IpAddr],
+) -> Result<bool, DatabaseError> {
+    let mut conn = replication::root_conn(&config.socket())
+        .await
+        .map_err(DatabaseError::Provision)?;
+    let st = replication::status(&mut conn)
+        .await
+        .map_err(DatabaseError::Provision)?;
+    let _ = conn.disconnect().await;
+    if st.role != "primary" {
+        return Ok(false);
+    }
+    let more = DatabaseConfig {
+        app_hosts: hosts.to_vec(),
+        ..config.clone()
+    };
+    provision(&more).await?;
+    Ok(true)
+}
+
 /// Creates the application's database and user, one grant per app server address. Safe to
 /// run at every start: it also resets the password to the one in the state directory.
 async fn provision(config: &DatabaseConfig) -> Result<(), DatabaseError> {

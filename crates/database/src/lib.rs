@@ -11,7 +11,7 @@ mod instance;
 pub mod replication;
 
 pub use engine::{default_cache_dir, Engine, EngineOrigin};
-pub use instance::{render_config, run, DatabaseConfig, DatabaseEvents};
+pub use instance::{grant_app_hosts, render_config, run, DatabaseConfig, DatabaseEvents};
 pub use replication::{ReplicationRole, ReplicationSettings, ReplicationStatus};
 
 use std::path::PathBuf;

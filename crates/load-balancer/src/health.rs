@@ -28,6 +28,15 @@ impl Default for HealthState {
 }
 
 impl HealthState {
+    /// A backend not known to be up yet: `rise` passed checks bring it up.
+    pub fn down() -> Self {
+        HealthState {
+            up: false,
+            passed: 0,
+            failed: 0,
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.up
     }

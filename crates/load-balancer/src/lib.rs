@@ -52,6 +52,9 @@ pub struct LbConfig {
     pub metrics: Option<webstack_monitoring::HttpMetrics>,
     /// Handed the backend pool once it exists (the agent reads backend states from it).
     pub on_pool: Option<fn(Arc<BackendPool>)>,
+    /// The pool of the instance this one replaces (a reload): its backends' health and
+    /// admin states carry over.
+    pub previous: Option<Arc<BackendPool>>,
 }
 
 /// Where a load balancer's TLS port goes: ended here (http mode), or passed through to
@@ -83,6 +86,9 @@ pub async fn run(
         config.health_check.rise,
         config.health_check.fall,
     ));
+    if let Some(previous) = &config.previous {
+        pool.inherit(previous);
+    }
     if let Some(f) = config.on_pool {
         f(pool.clone());
     }

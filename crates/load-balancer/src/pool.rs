@@ -15,7 +15,7 @@ use crate::health::{HealthState, Transition};
 use crate::selection::{Candidate, Selector};
 
 /// A backend as the load balancer is told it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
     pub name: String,
     /// Plain HTTP (health checks; traffic too unless `tls_addr` is set).
@@ -143,6 +143,14 @@ pub struct BackendPool {
     released: Notify,
 }
 
+impl std::fmt::Debug for BackendPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.backends.iter().map(|b| &b.config.name))
+            .finish()
+    }
+}
+
 /// A backend taken for one request or connection; gives it back when dropped.
 pub struct Lease {
     pool: Arc<BackendPool>,
@@ -195,6 +203,33 @@ impl BackendPool {
             rise,
             fall,
             released: Notify::new(),
+        }
+    }
+
+    /// Takes over what `previous` (the pool of the instance a reload replaces) knows of
+    /// the backends both have (same name and address): health and admin state, so a
+    /// reload neither sends traffic to a backend known down nor waits for checks to find
+    /// the others up (HAProxy keeps them across a reload with `load-server-state-from-file`).
+    /// A backend the reload added starts down and takes traffic once `rise` checks pass
+    /// (HAProxy's `init-state down`): it may not be running yet.
+    pub fn inherit(&self, previous: &BackendPool) {
+        for b in &self.backends {
+            let Some(old) = previous
+                .backends
+                .iter()
+                .find(|o| o.config.name == b.config.name && o.config.addr == b.config.addr)
+            else {
+                let mut s = b.state.lock().expect("backend lock");
+                s.health = HealthState::down();
+                s.last_check = "added by a reload: in service after its health checks pass".into();
+                continue;
+            };
+            let from = old.state.lock().expect("backend lock");
+            let mut to = b.state.lock().expect("backend lock");
+            to.health = from.health.clone();
+            to.admin = from.admin;
+            to.last_check = from.last_check.clone();
+            to.last_change = from.last_change;
         }
     }
 

@@ -159,6 +159,7 @@ impl Lab {
             backend_roots: Vec::new(),
             metrics: None,
             on_pool: None,
+            previous: None,
         };
         tweak(&mut config);
         let (listener, stats) = self.rt.block_on(async {

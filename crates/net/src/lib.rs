@@ -47,13 +47,18 @@ fn bind_hint(e: &io::Error) -> &'static str {
 /// the firewall component will install its policy here.
 pub type PeerCheck = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
+/// Connections another listener accepted for this one.
+type SideDoor = tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>;
+
 /// A TCP listener on a server's address that admits only the peers its check allows.
 pub struct Listener {
     inner: TcpListener,
     peer_check: Option<PeerCheck>,
     /// Connections another listener accepted for this one (a floating address held by
     /// this server), already checked there.
-    side_door: Option<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>>>,
+    /// Shared by the listener's duplicates ([`Listener::try_clone`]): the one accepting
+    /// takes them.
+    side_door: Option<Arc<tokio::sync::Mutex<SideDoor>>>,
 }
 
 impl Listener {
@@ -82,15 +87,15 @@ impl Listener {
         mut self,
         rx: tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>,
     ) -> Listener {
-        self.side_door = Some(tokio::sync::Mutex::new(rx));
+        self.side_door = Some(Arc::new(tokio::sync::Mutex::new(rx)));
         self
     }
 
     /// Another handle on the same listening socket (a duplicated descriptor) with the
-    /// same peer check, not the side door. What one handle has not accepted the other
-    /// can: a server handed over to a new instance this way never refuses a connection
-    /// (nginx's binary upgrade and HAProxy's seamless reload pass the socket the same
-    /// way). Needs a running tokio runtime.
+    /// same peer check and side door. What one handle has not accepted the other can: a
+    /// server handed over to a new instance this way never refuses a connection (nginx's
+    /// binary upgrade and HAProxy's seamless reload pass the socket the same way). Needs
+    /// a running tokio runtime.
     pub fn try_clone(&self) -> io::Result<Listener> {
         use std::os::fd::AsFd;
         let fd = self.inner.as_fd().try_clone_to_owned()?;
@@ -99,7 +104,7 @@ impl Listener {
         Ok(Listener {
             inner: TcpListener::from_std(std_listener)?,
             peer_check: self.peer_check.clone(),
-            side_door: None,
+            side_door: self.side_door.clone(),
         })
     }
 

@@ -339,6 +339,20 @@ pub struct Https {
     pub acme: Option<Arc<AcmeChallenges>>,
 }
 
+impl Https {
+    /// The same endpoint on a duplicate of its listener ([`Listener::try_clone`]), for a
+    /// new instance of the server that takes it over.
+    pub fn try_clone(&self) -> std::io::Result<Https> {
+        Ok(Https {
+            listener: self.listener.try_clone()?,
+            tls: self.tls.clone(),
+            hsts_max_age: self.hsts_max_age,
+            redirect_http: self.redirect_http,
+            acme: self.acme.clone(),
+        })
+    }
+}
+
 /// Serves a site on its plain listener and, when it has one, its HTTPS listener, with
 /// one handler, until `shutdown`.
 pub async fn serve_site<H, F>(

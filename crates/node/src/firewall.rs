@@ -4,12 +4,13 @@
 //! accept, before a byte of it is read; each decision is counted per rule, and refusals
 //! are logged at most once a second per rule, with how many were not logged.
 //!
-//! One node process runs one server, so the firewall is the process's: it is set up once
-//! at start (`install`) and every bind goes through `bind`.
+//! One node process runs one server, so the firewall is the process's: it is set up at
+//! start (`install`), every bind goes through `bind`, and a reload (`replace`) swaps the
+//! policy under every listener at once: each accept reads the policy in force.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use webstack_firewall::{Counters, Policy, Protocol};
@@ -17,7 +18,7 @@ use webstack_topology::Design;
 
 use crate::status::StatusFile;
 
-static FIREWALL: OnceLock<Option<Arc<ServerFirewall>>> = OnceLock::new();
+static FIREWALL: RwLock<Option<Arc<ServerFirewall>>> = RwLock::new(None);
 
 pub struct ServerFirewall {
     pub policy: Policy,
@@ -30,59 +31,68 @@ pub struct ServerFirewall {
 /// Sets up the firewall of `server` (none if its design block is absent) and keeps its
 /// counters in the node's status every second.
 pub fn install(design: &Design, server: &str, status: &Arc<StatusFile>) {
-    let firewall = webstack_firewall::derive(design, server).map(|policy| {
-        Arc::new(ServerFirewall {
-            counters: Counters::new(&policy),
-            policy,
-            logged: Mutex::new(HashMap::new()),
-        })
-    });
+    let firewall = derive(design, server);
     if let Some(fw) = &firewall {
         eprintln!(
             "firewall: {} rules from the design; everything else is refused",
             fw.policy.rules.len()
         );
-        let (fw, status) = (fw.clone(), status.clone());
-        tokio::spawn(async move {
-            let mut last = Vec::new();
-            loop {
-                let now = fw.counters.snapshot();
-                if now != last {
-                    status.update(|s| s.firewall = Some(now.clone()));
-                    last = now;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
     }
-    let _ = FIREWALL.set(firewall);
+    *FIREWALL.write().expect("firewall lock") = firewall;
+    let status = status.clone();
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let now = current().map(|fw| fw.counters.snapshot());
+            if now != last {
+                status.update(|s| s.firewall = now.clone());
+                last = now;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
 }
 
-/// The server's firewall, once installed (`None`: it has none).
+fn derive(design: &Design, server: &str) -> Option<Arc<ServerFirewall>> {
+    webstack_firewall::derive(design, server).map(|policy| {
+        Arc::new(ServerFirewall {
+            counters: Counters::new(&policy),
+            policy,
+            logged: Mutex::new(HashMap::new()),
+        })
+    })
+}
+
+/// Puts the policy a reloaded design derives for `server` in force, if it differs from
+/// the one in force; says what changed. Its counters start from zero.
+pub fn replace(design: &Design, server: &str) -> Option<String> {
+    let next = derive(design, server);
+    let mut slot = FIREWALL.write().expect("firewall lock");
+    let rules = |fw: &Option<Arc<ServerFirewall>>| fw.as_ref().map(|f| f.policy.rules.clone());
+    let said = crate::reload::describe_rules(rules(&slot).as_deref(), rules(&next).as_deref())?;
+    *slot = next;
+    Some(said)
+}
+
+/// The server's firewall in force (`None`: it has none).
 pub fn current() -> Option<Arc<ServerFirewall>> {
-    FIREWALL.get().cloned().flatten()
+    FIREWALL.read().expect("firewall lock").clone()
 }
 
-/// Binds a TCP listener of this server, behind its firewall when it has one.
+/// Binds a TCP listener of this server, behind its firewall: every connection is decided
+/// by the policy in force when it is accepted (none: all are admitted).
 pub fn bind(addr: SocketAddr) -> Result<webstack_net::Listener, webstack_net::NetError> {
     let listener = webstack_net::Listener::bind(addr)?;
-    let Some(Some(fw)) = FIREWALL.get() else {
-        return Ok(listener);
-    };
-    let fw = fw.clone();
     let port = addr.port();
     Ok(listener.with_peer_check(Arc::new(move |peer: IpAddr| {
-        fw.admit(peer, port, Protocol::Tcp)
+        current().is_none_or(|fw| fw.admit(peer, port, Protocol::Tcp))
     })))
 }
 
 /// Whether a datagram from `peer` to this server's UDP `port` may be read (the floating
 /// IP's heartbeats; DNS runs in a process of its own).
 pub fn admit_udp(peer: IpAddr, port: u16) -> bool {
-    match FIREWALL.get() {
-        Some(Some(fw)) => fw.admit(peer, port, Protocol::Udp),
-        _ => true,
-    }
+    current().is_none_or(|fw| fw.admit(peer, port, Protocol::Udp))
 }
 
 impl ServerFirewall {

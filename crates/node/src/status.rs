@@ -19,6 +19,20 @@ pub struct NodeStatus {
     /// The floating IP this server's load balancer may hold, and its part in the election.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floating: Option<FloatingStatus>,
+    /// The last reload of a changed design (SIGHUP), if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadStatus>,
+}
+
+/// What the node made of the designs it was told to reload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReloadStatus {
+    /// How many reloads the node has handled since it started.
+    pub generation: u64,
+    /// What it changed live.
+    pub applied: Vec<String>,
+    /// What it could not change without a restart, or failed to apply.
+    pub not_applied: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,6 +109,7 @@ impl StatusFile {
             components: Vec::new(),
             firewall: None,
             floating: None,
+            reload: None,
         };
         let file = StatusFile {
             path,

@@ -343,13 +343,14 @@ fn issue_from(ca: &LocalCa, names: &[String], ips: &[std::net::IpAddr]) -> Resul
 /// tiers.
 pub fn backend_roots(
     opts: &NodeOptions,
+    design: &webstack_topology::Design,
     lb: &webstack_topology::LoadBalancer,
 ) -> Result<Vec<Vec<u8>>> {
     use rustls_pki_types::pem::PemObject;
     let tls_backends: Vec<&Tls> = lb
         .backends
         .iter()
-        .filter_map(|b| opts.design.server(&b.server)?.web.as_ref()?.tls.as_ref())
+        .filter_map(|b| design.server(&b.server)?.web.as_ref()?.tls.as_ref())
         .collect();
     if tls_backends.is_empty() || lb.mode != webstack_topology::LbMode::Http {
         return Ok(Vec::new());

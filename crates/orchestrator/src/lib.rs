@@ -17,6 +17,7 @@ mod logs;
 pub mod monitor;
 mod operator;
 mod record;
+pub mod reload;
 mod secrets;
 mod signals;
 mod status;
@@ -47,6 +48,44 @@ pub fn load_design(name_or_path: &str, subnet: Option<[u8; 3]>) -> Result<Loaded
     }
     operator::set_from(&loaded.design);
     Ok(loaded)
+}
+
+/// The design a running stack runs, with its addresses: the text its record keeps (see
+/// [`StackRecord::source`]), else its shipped design.
+pub fn record_design(record: &StackRecord) -> Result<webstack_topology::Design> {
+    let subnet = record.subnet.as_deref().map(parse_subnet).transpose()?;
+    let mut design = match &record.source {
+        Some(text) => {
+            webstack_topology::parse_file_source(
+                std::path::Path::new(&record.design),
+                text.clone(),
+            )?
+            .design
+        }
+        None => return Ok(load_design(&record.design, subnet)?.design),
+    };
+    if let Some(prefix) = subnet {
+        design.relocate(prefix);
+    }
+    operator::set_from(&design);
+    Ok(design)
+}
+
+/// The design a node runs: the one its stack's record keeps when it was started for that
+/// stack (`up`, `start`, `reload` start nodes with the record's design), else `design` as
+/// given (a node run by hand on a real host).
+pub fn node_design(
+    state_dir: &std::path::Path,
+    design: &str,
+    subnet: Option<[u8; 3]>,
+) -> Result<webstack_topology::Design> {
+    let given = load_design(design, subnet)?.design;
+    match select_stack(state_dir, Some(&given.name)) {
+        Ok((_, record)) if record.design == design && record.source.is_some() => {
+            record_design(&record)
+        }
+        _ => Ok(given),
+    }
 }
 
 /// The certificate files a design names are missing, unreadable, malformed, out of date,

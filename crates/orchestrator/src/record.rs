@@ -14,6 +14,11 @@ pub struct StackRecord {
     pub name: String,
     /// What nodes are started with: a shipped design's name or a design file's absolute path.
     pub design: String,
+    /// The design file's text as the stack runs it (taken at `up` and at each `reload`):
+    /// a file edited since changes nothing until it is reloaded. `None` for a shipped
+    /// design.
+    #[serde(default)]
+    pub source: Option<String>,
     /// The /24 the design was moved to, as `127.X.Y`, if it was.
     pub subnet: Option<String>,
     /// The `up` process that watches a stack in the foreground; `None` when detached.

@@ -73,9 +73,13 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         opts.design.clone()
     };
     let subnet = opts.subnet.map(|p| format!("{}.{}.{}", p[0], p[1], p[2]));
+    let source = std::path::Path::new(&design_arg)
+        .is_file()
+        .then(|| loaded.source.clone());
     let mut record = StackRecord {
         name: design.name.clone(),
         design: design_arg,
+        source,
         subnet,
         supervisor_pid: None,
         nodes: Vec::new(),

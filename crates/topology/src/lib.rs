@@ -65,6 +65,13 @@ pub fn load_file(path: &Path) -> Result<LoadedDesign, DesignError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_file_source(path, source)
+}
+
+/// Parses `source` as the text of the design file at `path` (relative paths in it start
+/// at the file's folder): a stack's design as it was when it started, whatever the file
+/// holds now.
+pub fn parse_file_source(path: &Path, source: String) -> Result<LoadedDesign, DesignError> {
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

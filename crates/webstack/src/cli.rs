@@ -168,6 +168,19 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Apply a changed design to the running stack without dropping a connection: load
+    /// balancer backends, weights, algorithm, health checks; web upstreams; firewall
+    /// rules; new servers start and removed ones stop. A change that needs a running
+    /// server restarted is refused, with what to run instead.
+    Reload {
+        /// The changed design (a shipped name or a file); default: the stack's own.
+        design: Option<String>,
+        #[arg(long)]
+        stack: Option<String>,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The database cluster: status, promotion, rebuilding a replaced primary.
     Db {
         #[command(subcommand)]

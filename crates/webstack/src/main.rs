@@ -308,6 +308,23 @@ async fn run(cli: Cli) -> Result<()> {
             }
             outcome.map(|_| ())
         }
+        Commands::Reload {
+            design,
+            stack,
+            dry_run,
+        } => {
+            let (layout, _) = orchestrator::select_stack(&state_dir, stack.as_deref())?;
+            let exe = std::env::current_exe().context("cannot find the webstack binary")?;
+            orchestrator::reload::reload(
+                design.as_deref(),
+                &state_dir,
+                &layout,
+                &exe,
+                dry_run,
+                &|line| println!("{line}"),
+            )
+            .await
+        }
         Commands::Db {
             command: DbCommand::Status { stack },
         } => {
@@ -532,12 +549,33 @@ async fn run(cli: Cli) -> Result<()> {
                 .as_deref()
                 .map(orchestrator::parse_subnet)
                 .transpose()?;
-            let design = orchestrator::load_design(&design, subnet)?.design;
+            let design = orchestrator::node_design(&state_dir, &design, subnet)?;
             if let Some(path) = &log_file {
                 webstack_logs::capture_output(path, webstack_node::log_rotation(&design))
                     .with_context(|| format!("cannot write the log {}", path.display()))?;
             }
             let layout = webstack_node::StackLayout::new(&state_dir, &design.name);
+            // SIGHUP: reload the design the stack's record names now (`webstack reload`
+            // updated it), with the stack's addresses.
+            let (reloads, designs) = tokio::sync::mpsc::unbounded_channel();
+            let (reload_dir, stack_name) = (state_dir.clone(), design.name.clone());
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot handle SIGHUP")?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let loaded = orchestrator::select_stack(&reload_dir, Some(&stack_name))
+                        .and_then(|(_, record)| orchestrator::record_design(&record));
+                    match loaded {
+                        Ok(d) => {
+                            eprintln!("reload: SIGHUP: applying the design {}", d.name);
+                            let _ = reloads.send(d);
+                        }
+                        Err(e) => eprintln!(
+                            "reload: SIGHUP, but the stack's design cannot be loaded; keeping the running one: {e:#}"
+                        ),
+                    }
+                }
+            });
             let shutdown = CancellationToken::new();
             let signals = shutdown.clone();
             tokio::spawn(async move {
@@ -556,7 +594,7 @@ async fn run(cli: Cli) -> Result<()> {
                 layout,
                 cache_dir: webstack_node::default_cache_dir(),
             };
-            webstack_node::run(opts, shutdown).await
+            webstack_node::run(opts, shutdown, designs).await
         }
     }
 }
@@ -570,12 +608,7 @@ fn running_design(
     webstack_topology::Design,
 )> {
     let (layout, record) = orchestrator::select_stack(state_dir, stack)?;
-    let subnet = record
-        .subnet
-        .as_deref()
-        .map(orchestrator::parse_subnet)
-        .transpose()?;
-    let design = orchestrator::load_design(&record.design, subnet)?.design;
+    let design = orchestrator::record_design(&record)?;
     Ok(((layout, record), design))
 }
 
