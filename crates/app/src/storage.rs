@@ -53,6 +53,9 @@ pub enum StorageConfig {
         local: IpAddr,
         /// Reads go to a replica only while its lag is under this bound.
         max_replica_lag: Duration,
+        /// The cluster fails over by itself: a write that cannot reach the primary waits
+        /// for the new one instead of failing at once.
+        automatic_failover: bool,
     },
     Sqlite {
         path: PathBuf,
@@ -92,6 +95,7 @@ struct Cluster {
     cluster_file: PathBuf,
     max_lag: Duration,
     next_replica: AtomicUsize,
+    automatic_failover: bool,
 }
 
 struct Member {
@@ -122,6 +126,7 @@ impl Storage {
                 password,
                 database,
                 max_replica_lag,
+                automatic_failover,
                 ..
             } => {
                 let members = endpoints
@@ -150,6 +155,7 @@ impl Storage {
                     cluster_file: cluster_file.clone(),
                     max_lag: *max_replica_lag,
                     next_replica: AtomicUsize::new(0),
+                    automatic_failover: *automatic_failover,
                 };
                 cluster.refresh_primary();
                 Ok(Storage {
@@ -282,10 +288,12 @@ impl Storage {
             let created_ms = now_ms();
             let (id, gtid) = match &self.backend {
                 Backend::MySql(cluster) => {
-                    // A primary that refuses the write as read-only is being switched over
-                    // (`webstack db switchover`): the statement was not applied, so it is
-                    // held until cluster.json names the new primary and sent there, within
-                    // the query timeout.
+                    // A write the primary surely did not apply is held until cluster.json
+                    // names a new primary, and sent there, within the query timeout: one
+                    // it refused as read-only (a switchover, `webstack db switchover`),
+                    // or one that could not even connect (a primary that died, while
+                    // automatic failover replaces it). A write lost mid-statement is not
+                    // retried: it may have been applied.
                     let mut refused_by: Option<String> = None;
                     loop {
                         let member = cluster.primary_member();
@@ -294,15 +302,20 @@ impl Storage {
                             cluster.refresh_primary();
                             continue;
                         }
-                        match insert(member, author, message, created_ms, served_by).await {
-                            Err(mysql_async::Error::Server(e)) if READ_ONLY_ERRORS.contains(&e.code) => {
-                                if refused_by.is_none() {
-                                    eprintln!("app: {} is read-only ({}): holding the write until the new primary takes it", member.name, e.message);
-                                }
-                                refused_by = Some(member.name.clone());
+                        let why = match insert(member, author, message, created_ms, served_by).await {
+                            Err(Insert::Failed(mysql_async::Error::Server(e))) if READ_ONLY_ERRORS.contains(&e.code) => {
+                                format!("is read-only ({})", e.message)
                             }
-                            other => break other?,
+                            Err(Insert::NotConnected(e)) if cluster.automatic_failover => {
+                                format!("cannot be reached ({e})")
+                            }
+                            Err(Insert::Failed(e) | Insert::NotConnected(e)) => return Err(e.into()),
+                            Ok(done) => break done,
+                        };
+                        if refused_by.is_none() {
+                            eprintln!("app: {} {why}: holding the write until a new primary takes it", member.name);
                         }
+                        refused_by = Some(member.name.clone());
                     }
                 }
                 Backend::Sqlite(conn) => {
@@ -375,6 +388,12 @@ impl Storage {
 /// (`--read-only`) and ER_READ_ONLY_MODE.
 const READ_ONLY_ERRORS: [u16; 2] = [1290, 1836];
 
+/// Why an insert failed: before a connection existed (nothing was sent), or after.
+enum Insert {
+    NotConnected(mysql_async::Error),
+    Failed(mysql_async::Error),
+}
+
 /// Inserts one message on `m`: its id and the GTID of the transaction.
 async fn insert(
     m: &Member,
@@ -382,15 +401,19 @@ async fn insert(
     message: &str,
     created_ms: i64,
     served_by: &str,
-) -> Result<(u64, Option<String>), mysql_async::Error> {
-    let mut conn = m.pool.get_conn().await?;
+) -> Result<(u64, Option<String>), Insert> {
+    let mut conn = m.pool.get_conn().await.map_err(Insert::NotConnected)?;
     conn.exec_drop(
         "INSERT INTO messages (author, message, created_ms, served_by) VALUES (?, ?, ?, ?)",
         (author, message, created_ms, served_by),
     )
-    .await?;
+    .await
+    .map_err(Insert::Failed)?;
     let id = conn.last_insert_id().unwrap_or(0);
-    let gtid: Option<String> = conn.query_first("SELECT @@last_gtid").await?;
+    let gtid: Option<String> = conn
+        .query_first("SELECT @@last_gtid")
+        .await
+        .map_err(Insert::Failed)?;
     Ok((id, gtid.filter(|g| !g.is_empty())))
 }
 

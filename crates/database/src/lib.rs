@@ -7,6 +7,7 @@
 //! the MySQL protocol; it never reads a design (the node builds `DatabaseConfig`).
 
 mod engine;
+pub mod failover;
 mod instance;
 pub mod replication;
 

@@ -126,6 +126,26 @@ pub fn derive(design: &Design, server: &str) -> Option<Policy> {
             ),
         );
     }
+    if let (Some(app), Some(db)) = (&s.app, s.app.as_ref().and_then(|a| a.database.as_deref())) {
+        // Automatic failover: the replicas ask each app server whether it still reaches
+        // the primary before they promote one of them.
+        let (primary, replicas) = design.database_cluster(db).unwrap_or_default();
+        let automatic = design
+            .server(&primary)
+            .and_then(|p| p.database.as_ref())
+            .is_some_and(|d| d.automatic_failover.is_some());
+        if automatic && !replicas.is_empty() {
+            let all: BTreeSet<String> = std::iter::once(primary).chain(replicas).collect();
+            allow(
+                from_servers(&all),
+                app.port,
+                format!(
+                    "the database servers {} ask whether it reaches their primary before an automatic failover (servers.NAME.database.automatic_failover)",
+                    join(&all)
+                ),
+            );
+        }
+    }
     if let Some(c) = &s.collector {
         let agents: BTreeSet<String> = design
             .servers

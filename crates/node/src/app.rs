@@ -290,6 +290,7 @@ fn storage_config(
                 database: APP_DATABASE.into(),
                 local: server.address,
                 max_replica_lag: app.max_replica_lag,
+                automatic_failover: crate::failover::settings(&opts.design, db_name).is_some(),
             }
         }
     })

@@ -21,6 +21,19 @@ pub struct ClusterState {
     /// Former primaries replaced while down: read-only until rebuilt.
     #[serde(default)]
     pub fenced: Vec<String>,
+    /// The last automatic failover, with its reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+}
+
+/// An automatic failover, as the replica that promoted itself recorded it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailoverRecord {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub from: String,
+    pub to: String,
+    pub reasons: Vec<String>,
 }
 
 impl ClusterState {

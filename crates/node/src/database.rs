@@ -77,6 +77,9 @@ pub(crate) fn start(
         config: config.clone(),
         granted: Mutex::new(app_hosts),
     });
+    if let Some(settings) = crate::failover::settings(&opts.design, &server.name) {
+        crate::failover::start(opts, &server.name, settings, tasks, shutdown);
+    }
     let (status, shutdown) = (status.clone(), shutdown.clone());
     tasks.spawn(async move {
         let events = DatabaseStatus { status };

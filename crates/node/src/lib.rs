@@ -9,6 +9,7 @@ mod app;
 mod cluster;
 mod collector;
 mod database;
+mod failover;
 mod firewall;
 mod floating;
 mod layout;
@@ -34,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 use webstack_topology::{Design, DNS_PROCESS_NAME};
 
 pub use app::{Release, INITIAL_VERSION};
-pub use cluster::{current_primary, replication_settings, ClusterState, REPLICATION_USER};
+pub use cluster::{
+    current_primary, replication_settings, ClusterState, FailoverRecord, REPLICATION_USER,
+};
 pub use layout::{default_state_dir, StackLayout};
 pub use status::{read_status, ComponentState, ComponentStatus, NodeStatus, StatusFile};
 pub use webstack_database::default_cache_dir;

@@ -121,7 +121,32 @@ pub async fn status(design: &Design, layout: &StackLayout) -> Result<String> {
         };
         rows.push(row);
     }
-    Ok(crate::status::table(&rows))
+    let mut out = crate::status::table(&rows);
+    let auto = design
+        .servers
+        .iter()
+        .find_map(|s| s.database.as_ref()?.automatic_failover.clone());
+    match &auto {
+        Some(a) => out.push_str(&format!(
+            "automatic failover: on (a primary unanswered for {} ms, with the app servers agreeing; none within {} s of the last)\n",
+            a.after.as_millis(),
+            a.hold_off.as_secs()
+        )),
+        None => out.push_str("automatic failover: off (`webstack db promote SERVER` after a primary fails)\n"),
+    }
+    if let Some(f) = &state.last_failover {
+        let ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs().saturating_sub(f.at))
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "last automatic failover: {} → {}, {ago} s ago, because {}\n",
+            f.from,
+            f.to,
+            f.reasons.join("; ")
+        ));
+    }
+    Ok(out)
 }
 
 /// Promotes a replica to primary while the stack runs: it applies everything it received,

@@ -318,7 +318,10 @@ fn operations(design: &Design, out: &mut Vec<Finding>) {
     for s in &design.servers {
         if let Some(db) = &s.database {
             let replicated = design.servers.iter().any(|r| r.database.as_ref().is_some_and(|d| matches!(&d.role, webstack_topology::DatabaseRole::Replica { of } if *of == s.name)));
-            if db.role == webstack_topology::DatabaseRole::Primary && replicated {
+            if db.role == webstack_topology::DatabaseRole::Primary
+                && replicated
+                && db.automatic_failover.is_none()
+            {
                 out.push(Finding {
                     kind: Kind::ManualFailover,
                     severity: Severity::Medium,
@@ -326,7 +329,7 @@ fn operations(design: &Design, out: &mut Vec<Finding>) {
                     servers: vec![s.name.clone()],
                     components: vec!["database".into()],
                     why: format!("The data survives {} failing, but writes stop until someone promotes a replica; reads of the app go on.", s.name),
-                    fix: format!("promote a replica when {} fails (`webstack db promote SERVER`), or add automatic failover with an orchestrator", s.name),
+                    fix: format!("promote a replica when {} fails (`webstack db promote SERVER`), or let the replicas do it: automatic_failover = {{ after = \"1s\" }} on {}'s database", s.name, s.name),
                 });
             }
             if db.role == webstack_topology::DatabaseRole::Primary && !replicated {

@@ -278,6 +278,17 @@ pub struct Database {
     pub role: DatabaseRole,
     /// A primary's wait for a replica's acknowledgement before it goes on asynchronously.
     pub semi_sync_timeout: std::time::Duration,
+    /// On a primary with replicas: fail over without an operator (`None`: manual).
+    pub automatic_failover: Option<AutomaticFailover>,
+}
+
+/// Automatic failover of a primary: the replicas watch it, and promote the most advanced
+/// of them once they and the app servers agree it has been unreachable for `after`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutomaticFailover {
+    pub after: std::time::Duration,
+    /// No second automatic failover within this long of the last (anti-flapping).
+    pub hold_off: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -181,6 +181,18 @@ pub struct RawDatabase {
     /// How long a primary waits for a replica's acknowledgement before it goes on
     /// asynchronously.
     pub semi_sync_timeout_ms: Option<Spanned<u64>>,
+    /// On a primary: its replicas promote one of them when they and the app servers agree
+    /// it is gone.
+    pub automatic_failover: Option<Spanned<RawAutomaticFailover>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutomaticFailover {
+    /// How long the primary must be unreachable before it counts as failed (`"1s"`).
+    pub after: Option<Spanned<String>>,
+    /// No second automatic failover within this long of the last (`"5m"`).
+    pub hold_off: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

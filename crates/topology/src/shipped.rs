@@ -1,4 +1,5 @@
-//! The four curriculum designs that ship inside the binary, selectable by name.
+//! The four curriculum designs, and `ha` beyond them, that ship inside the binary,
+//! selectable by name.
 
 /// Name and TOML source of every shipped design, in curriculum order.
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -9,6 +10,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ),
     ("secured", include_str!("../../../designs/secured.toml")),
     ("scaled", include_str!("../../../designs/scaled.toml")),
+    ("ha", include_str!("../../../designs/ha.toml")),
 ];
 
 /// The design `webstack up` runs when none is named.

@@ -1078,10 +1078,38 @@ impl Validator<'_> {
             if role == DatabaseRole::Primary {
                 self.primaries.push((sname.clone(), dspan.clone()));
             }
+            let automatic_failover = d.automatic_failover.map(|f| {
+                let fspan = f.span();
+                let f = f.into_inner();
+                let fkey = format!("{key}.automatic_failover");
+                if let DatabaseRole::Replica { .. } = role {
+                    self.problem(
+                        fspan.clone(),
+                        fkey.clone(),
+                        "failover is a setting of the primary's cluster",
+                        Some("set automatic_failover on the primary's database".into()),
+                    );
+                } else if !facts
+                    .values()
+                    .any(|f| matches!(&f.database_role, Some(Some(of)) if *of == sname))
+                {
+                    self.problem(
+                        fspan,
+                        fkey.clone(),
+                        "this primary has no replica to fail over to",
+                        Some("add a server with database = { role = \"replica\", replica_of = \"...\" }, or remove automatic_failover".into()),
+                    );
+                }
+                crate::model::AutomaticFailover {
+                    after: self.duration_text(&f.after, &format!("{fkey}.after"), std::time::Duration::from_secs(1), false),
+                    hold_off: self.duration_text(&f.hold_off, &format!("{fkey}.hold_off"), std::time::Duration::from_secs(300), true),
+                }
+            });
             Database {
                 port: self.port(d.port, &format!("{key}.port"), DEFAULT_DATABASE_PORT),
                 role,
                 semi_sync_timeout,
+                automatic_failover,
             }
         });
 

@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Commands {
     /// Start every server of a design and wait until all are healthy.
     Up {
-        /// A shipped design (simple, distributed, secured, scaled) or a design file.
+        /// A shipped design (simple, distributed, secured, scaled, ha) or a design file.
         #[arg(default_value = webstack_topology::DEFAULT_DESIGN)]
         design: String,
         /// Return once the stack is healthy and leave it running.
