@@ -49,6 +49,57 @@ pub struct BenchConfig {
     /// due, not from when it was sent, so a stall shows in every request it delayed (the
     /// coordinated-omission correction of wrk2).
     pub rate: Option<f64>,
+    /// HTTPS: the TLS client configuration and the name the certificate must have.
+    pub tls: Option<TlsTarget>,
+}
+
+/// How to speak TLS to an HTTPS target.
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsTarget({})", self.server_name)
+    }
+}
+
+impl TlsTarget {
+    /// Trusts the certificates in the PEM file `ca` (a stack's own CA, or the issuer of
+    /// the site's certificate), for `server_name`; HTTP/1.1 by ALPN.
+    pub fn trusting(ca: &std::path::Path, server_name: &str) -> Result<TlsTarget, BenchError> {
+        use rustls_pki_types::pem::PemObject;
+        let bad = |why: String| BenchError::BadArgument(format!("{}: {why}", ca.display()));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| bad(format!("cannot read it ({e})")))?
+        {
+            let cert = cert.map_err(|e| bad(format!("not a PEM certificate ({e})")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("not a usable CA certificate ({e})")))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("holds no certificate".into()));
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        rustls_pki_types::ServerName::try_from(server_name.to_string()).map_err(|_| {
+            BenchError::BadArgument(format!("{server_name:?} is not a TLS server name"))
+        })?;
+        Ok(TlsTarget {
+            config: Arc::new(config),
+            server_name: server_name.to_string(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,11 +293,11 @@ async fn worker(config: BenchConfig, shared: Arc<Shared>, max_requests: u64, dea
             tokio::time::sleep_until(due.into()).await;
         }
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let mut connected = connect(config.target).await;
+            let mut connected = connect(config.target, config.tls.as_ref()).await;
             if let (Err(_), Some(wait)) = (&connected, config.retry_refused) {
                 shared.retried.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(wait).await;
-                connected = connect(config.target).await;
+                connected = connect(config.target, config.tls.as_ref()).await;
             }
             match connected {
                 Ok(s) => sender = Some(s),
@@ -347,14 +398,25 @@ fn count(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
         .or_insert(0) += 1;
 }
 
-async fn connect(
+/// A keep-alive HTTP/1.1 connection to `target`, over TLS when `tls` says so.
+pub async fn connect(
     target: SocketAddr,
+    tls: Option<&TlsTarget>,
 ) -> Result<
     hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     Box<dyn std::error::Error + Send + Sync>,
 > {
     let stream = tokio::net::TcpStream::connect(target).await?;
     stream.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        return Ok(sender);
+    };
+    let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone())?;
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(name, stream)
+        .await?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     Ok(sender)
@@ -367,11 +429,16 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
         .map(|r| format!(" at a fixed {r:.0} req/s (latency from when each request was due)"))
         .unwrap_or_default();
     let mut out = format!(
-        "{} {} http://{}:{}{} via {}: {} connections{pace}\n\
+        "{} {} {}://{}:{}{} via {}: {} connections{pace}\n\
          requests     {} in {:.2}s ({:.0} req/s), {} ok\n\
          latency ms   p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}\n",
         "bench",
         config.method,
+        if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         config.host,
         config.target.port(),
         config.path,
@@ -388,7 +455,7 @@ pub fn render(r: &Report, config: &BenchConfig) -> String {
     );
     if r.redirects > 0 {
         out.push_str(&format!(
-            "redirects    {} answered 3xx: the site redirects (to HTTPS where it has TLS), so these measure the redirect; webstack bench speaks plain HTTP\n",
+            "redirects    {} answered 3xx: the site redirects (to HTTPS where it has TLS), so these measure the redirect; bench the https:// URL instead\n",
             r.redirects
         ));
     }
@@ -439,6 +506,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             retry_refused: None,
             rate: None,
+            tls: None,
         }
     }
 
@@ -470,6 +538,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             retry_refused: None,
             rate: None,
+            tls: None,
         };
         assert!(matches!(run(config).await, Err(BenchError::NotLoopback(_))));
     }

@@ -127,7 +127,21 @@ async fn wait_healthy(
     loop {
         let status = collect(design, layout, record, state_dir).await;
         let me = status.servers.iter().find(|s| s.name == server);
-        if me.is_some_and(|s| s.alive && s.components.iter().all(|c| c.health.healthy)) {
+        // A database that serves as a primary (or a fenced former one) has started,
+        // whether or not another server acknowledges its writes yet: that depends on the
+        // other servers, and `status` shows it.
+        let serving_database = || {
+            webstack_node::read_status(&layout.node_status(server))
+                .and_then(|n| n.components.into_iter().find(|c| c.kind == "database"))
+                .and_then(|c| c.replication)
+                .is_some_and(|r| r.role == "primary" || r.role == "fenced")
+        };
+        if me.is_some_and(|s| {
+            s.alive
+                && s.components
+                    .iter()
+                    .all(|c| c.health.healthy || (c.kind == "database" && serving_database()))
+        }) {
             return Ok(());
         }
         if me.is_some_and(|s| !s.alive) {

@@ -1,5 +1,6 @@
-//! Where `webstack bench` sends its requests: a URL whose host is resolved through the
-//! stack's own DNS server, as a browser pointed at the stack would.
+//! Where `webstack bench` and `webstack chaos` send their requests: a URL whose host is
+//! resolved through the stack's own DNS server, as a browser pointed at the stack would.
+//! Without a URL, the site's entry: its HTTPS port when it has one.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -12,12 +13,24 @@ pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    /// HTTPS.
+    pub tls: bool,
 }
 
-/// Splits `http://host[:port][/path]`.
-pub fn parse_url(url: &str) -> Result<(String, Option<u16>, String)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("{url:?} is not an http:// URL (HTTPS comes with TLS support)");
+/// A URL's host, port (if given) and path.
+type Parts = (String, Option<u16>, String);
+
+/// Splits `http://host[:port][/path]` or `https://…`.
+pub fn parse_url(url: &str) -> Result<Parts> {
+    Ok(parse(url)?.0)
+}
+
+/// The URL's parts, and whether it is HTTPS.
+fn parse(url: &str) -> Result<(Parts, bool)> {
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        _ => bail!("{url:?} is not an http:// or https:// URL"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -36,7 +49,7 @@ pub fn parse_url(url: &str) -> Result<(String, Option<u16>, String)> {
     if host.is_empty() {
         bail!("{url:?} has no host");
     }
-    Ok((host, port, path))
+    Ok(((host, port, path), tls))
 }
 
 /// The target for `url` (or, without one, the design's entry point): an IP host is taken
@@ -45,16 +58,20 @@ pub async fn resolve(design: &Design, url: Option<&str>) -> Result<Target> {
     let (entry_host, entry) = design
         .entry_point()
         .context("the design has no www record to send requests to")?;
-    let (host, port, path) = match url {
-        Some(u) => parse_url(u)?,
-        None => (entry_host, Some(entry.port()), "/".to_string()),
+    let ((host, port, path), tls) = match url {
+        Some(u) => parse(u)?,
+        None => match entry_tls_port(design, entry) {
+            Some(p) => ((entry_host, Some(p), "/".to_string()), true),
+            None => ((entry_host, Some(entry.port()), "/".to_string()), false),
+        },
     };
-    let port = port.unwrap_or(80);
+    let port = port.unwrap_or(if tls { 443 } else { 80 });
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Target {
             addr: SocketAddr::new(ip, port),
             host,
             path,
+            tls,
         });
     }
     let dns = SocketAddr::new(design.dns.address, design.dns.port);
@@ -77,7 +94,29 @@ pub async fn resolve(design: &Design, url: Option<&str>) -> Result<Target> {
         addr: SocketAddr::new(*ip, port),
         host,
         path,
+        tls,
     })
+}
+
+/// The HTTPS port of the server (or floating IP member) behind the site's entry.
+fn entry_tls_port(design: &Design, entry: SocketAddr) -> Option<u16> {
+    let server = design
+        .servers
+        .iter()
+        .find(|s| s.address == entry.ip())
+        .or_else(|| {
+            let f = design
+                .floating_ips
+                .iter()
+                .find(|f| f.address == entry.ip())?;
+            design.server(f.servers.first()?)
+        })?;
+    server
+        .load_balancer
+        .as_ref()
+        .and_then(|lb| lb.tls.as_ref())
+        .or_else(|| server.web.as_ref().and_then(|w| w.tls.as_ref()))
+        .map(|t| t.port)
 }
 
 #[cfg(test)]
@@ -94,7 +133,11 @@ mod tests {
             parse_url("http://127.0.0.1").unwrap(),
             ("127.0.0.1".into(), None, "/".into())
         );
-        assert!(parse_url("https://x/").is_err());
+        assert_eq!(
+            parse("https://www.foobar.com:8443/").unwrap(),
+            (("www.foobar.com".into(), Some(8443), "/".into()), true)
+        );
+        assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://x:notaport/").is_err());
     }
 }

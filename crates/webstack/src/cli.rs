@@ -111,6 +111,10 @@ pub enum Commands {
         /// measured from when each request was due (corrected for coordinated omission).
         #[arg(long, value_name = "N")]
         rate: Option<f64>,
+        /// For an https:// URL: trust the certificates in this PEM file (default: the
+        /// stack's own CA).
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<PathBuf>,
         /// Print JSON for tools instead of a table.
         #[arg(long)]
         json: bool,
@@ -180,6 +184,35 @@ pub enum Commands {
         /// Print what would change and change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Prove a running stack survives faults: a steady load (GETs, and writes whose
+    /// acknowledgements are recorded) while servers are killed, stopped or paused one at a
+    /// time and brought back; then a verdict per fault and on the writes. Exits 1 if an
+    /// acknowledged write was lost or applied twice, or the site did not recover.
+    Chaos {
+        #[arg(long)]
+        stack: Option<String>,
+        /// Seconds to run (faults and load), at most 3600.
+        #[arg(short, long, default_value_t = 60.0)]
+        duration: f64,
+        /// The seed of the fault sequence: the same seed repeats a run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Only this server is hit (default: any server of the design).
+        #[arg(long)]
+        server: Option<String>,
+        /// The kinds of fault, comma separated: kill, stop, pause.
+        #[arg(long, default_value = "kill,stop,pause")]
+        faults: String,
+        /// Seconds each fault lasts before the server is brought back.
+        #[arg(long, default_value_t = 3.0)]
+        hold: f64,
+        /// Requests per second of the load (every fifth a write).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Print the report as JSON for tools (the steps go to standard error).
+        #[arg(long)]
+        json: bool,
     },
     /// The database cluster: status, promotion, rebuilding a replaced primary.
     Db {

@@ -20,13 +20,25 @@ use webstack_orchestrator as orchestrator;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like other Unix tools, end quietly when the reader of our output goes away
-    // (`webstack status | head`) instead of panicking on a failed print. Never in a node:
-    // a server writes to sockets whose peers may reset at any moment, and a vectored write
-    // (writev, which has no MSG_NOSIGNAL) to a reset connection would kill the server.
-    if !matches!(cli.command, Commands::Node { .. }) {
-        // SAFETY: restoring the default action of a signal before any thread starts.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
+    // (`webstack status | head`). Not by restoring SIGPIPE's default action: every
+    // command writes to sockets too (probes, bench, chaos, the nodes' servers), whose
+    // peers may reset at any moment, and a write (writev has no MSG_NOSIGNAL) to a reset
+    // connection would kill the process. SIGPIPE stays ignored, as Rust sets it, and a
+    // print that fails with EPIPE ends the process with the status a shell reports for
+    // SIGPIPE (141).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,9 +186,10 @@ async fn run(cli: Cli) -> Result<()> {
             method,
             retry_refused,
             rate,
+            cacert,
             json,
         } => {
-            let (_, design) = running_design(&state_dir, stack.as_deref())?;
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
             let mut target = orchestrator::resolve_target(&design, url.as_deref()).await?;
             if url.is_none() && method.eq_ignore_ascii_case("POST") {
                 // The site's home takes no POST; the guestbook does.
@@ -197,7 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .then(|| bytes_of(r#"{"author":"bench","message":"hello from webstack bench"}"#));
             let config = webstack_bench::BenchConfig {
                 target: target.addr,
-                host: target.host,
+                host: target.host.clone(),
                 path: target.path,
                 method,
                 body,
@@ -206,6 +219,13 @@ async fn run(cli: Cli) -> Result<()> {
                 timeout: Duration::from_secs(30),
                 retry_refused: retry_refused.map(Duration::from_millis),
                 rate,
+                tls: target
+                    .tls
+                    .then(|| {
+                        let ca = cacert.unwrap_or_else(|| layout.tls_dir().join("ca.crt"));
+                        webstack_bench::TlsTarget::trusting(&ca, &target.host)
+                    })
+                    .transpose()?,
             };
             let report = webstack_bench::run(config.clone()).await?;
             if json {
@@ -307,6 +327,103 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
             outcome.map(|_| ())
+        }
+        Commands::Chaos {
+            stack,
+            duration,
+            seed,
+            server,
+            faults,
+            hold,
+            rate,
+            json,
+        } => {
+            let ((layout, _), design) = running_design(&state_dir, stack.as_deref())?;
+            let usage = |m: String| anyhow::Error::new(UsageError(m));
+            let secs = |flag: &str, v: f64, max: f64| {
+                if v.is_finite() && v > 0.0 && v <= max {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(usage(format!(
+                        "--{flag} {v} is not a number of seconds from above 0 to {max}"
+                    )))
+                }
+            };
+            let kinds = faults
+                .split(',')
+                .map(|k| {
+                    webstack_chaos::Kind::parse(k.trim()).ok_or_else(|| {
+                        usage(format!("{k:?} is not a fault; use kill, stop or pause"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let servers: Vec<String> = match &server {
+                Some(s) if design.server(s).is_none() => {
+                    return Err(usage(format!(
+                        "the design has no server {s:?} (servers: {})",
+                        design
+                            .servers
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+                Some(s) => vec![s.clone()],
+                None => design.servers.iter().map(|s| s.name.clone()).collect(),
+            };
+            if !(rate.is_finite() && rate > 0.0 && rate <= 10_000.0) {
+                return Err(usage(format!(
+                    "--rate {rate} is not a number of requests per second from above 0 to 10000"
+                )));
+            }
+            let target = orchestrator::resolve_target(&design, None).await?;
+            let tls = target
+                .tls
+                .then(|| {
+                    webstack_bench::TlsTarget::trusting(
+                        &layout.tls_dir().join("ca.crt"),
+                        &target.host,
+                    )
+                })
+                .transpose()?;
+            let exe = std::env::current_exe().context("cannot find the webstack binary")?;
+            let config = webstack_chaos::ChaosConfig {
+                duration: secs("duration", duration, 3600.0)?,
+                seed,
+                kinds,
+                servers,
+                hold: secs("hold", hold, 600.0)?,
+                rate,
+                target: target.addr,
+                host: target.host,
+                tls,
+            };
+            let say = |line: String| {
+                if json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            };
+            let stack_ref = webstack_chaos::Stack {
+                design: &design,
+                layout: &layout,
+                state_dir: &state_dir,
+                exe: &exe,
+            };
+            let report = webstack_chaos::run(stack_ref, config, &say).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", webstack_chaos::render(&report, &design.name));
+            }
+            let problems = report.problems();
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(webstack_chaos::ChaosFailed(problems).into())
+            }
         }
         Commands::Reload {
             design,
