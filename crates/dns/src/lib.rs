@@ -7,6 +7,7 @@ pub mod client;
 mod counts;
 pub mod edns;
 mod server;
+pub mod transfer;
 mod zone;
 
 #[cfg(test)]
@@ -16,7 +17,7 @@ pub use client::{query, Answer, Transport};
 pub use counts::AnswerCounts;
 pub use hickory_proto::op::ResponseCode;
 pub use hickory_proto::rr::RecordType;
-pub use server::run;
+pub use server::{run, run_secondary};
 pub use zone::{name_server_name, zone_records, RECORD_TTL};
 
 #[derive(Debug, thiserror::Error)]

@@ -21,23 +21,33 @@ pub fn zone_records(design: &Design, serial: u32) -> Result<(Name, Vec<Record>),
     let origin = fqdn(&design.domain)?;
     let ns_name = fqdn(&name_server_name(design))?;
     let hostmaster = fqdn(&format!("hostmaster.{}", design.domain))?;
-    let mut records = vec![
-        Record::from_rdata(
+    let mut records = vec![Record::from_rdata(
+        origin.clone(),
+        3600,
+        RData::SOA(SOA::new(
+            ns_name.clone(),
+            hostmaster,
+            serial,
+            3600,
+            600,
+            86400,
+            RECORD_TTL,
+        )),
+    )];
+    // One NS record per name server, each with its address (glue): ns1 is the primary.
+    for (i, (_, ip)) in design.dns.name_servers().into_iter().enumerate() {
+        let name = if i == 0 {
+            ns_name.clone()
+        } else {
+            fqdn(&format!("ns{}.{}", i + 1, design.domain))?
+        };
+        records.push(Record::from_rdata(
             origin.clone(),
             3600,
-            RData::SOA(SOA::new(
-                ns_name.clone(),
-                hostmaster,
-                serial,
-                3600,
-                600,
-                86400,
-                RECORD_TTL,
-            )),
-        ),
-        Record::from_rdata(origin.clone(), 3600, RData::NS(NS(ns_name.clone()))),
-        address_record(ns_name, 3600, design.dns.address),
-    ];
+            RData::NS(NS(name.clone())),
+        ));
+        records.push(address_record(name, 3600, ip));
+    }
     for record in &design.dns.records {
         let name = fqdn(&design.fqdn(&record.name))?;
         for ip in design.record_addresses(record) {

@@ -169,11 +169,19 @@ pub fn derive(design: &Design, server: &str) -> Option<Policy> {
         );
         if let Some(m) = &design.dns.monitoring {
             if m.collector.as_deref() == Some(s.name.as_str()) {
+                let name_servers = design.dns.name_servers();
                 allow(
-                    single(design.dns.address),
+                    Sources::Networks(
+                        name_servers.iter().map(|(_, ip)| host(*ip)).collect(),
+                    ),
                     c.port,
-                    "the name server's monitoring agent reports here (dns.monitoring.collector)"
-                        .into(),
+                    format!(
+                        "the monitoring agent{} of the name server{} {} report{} here (dns.monitoring.collector)",
+                        if name_servers.len() == 1 { "" } else { "s" },
+                        if name_servers.len() == 1 { "" } else { "s" },
+                        name_servers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                        if name_servers.len() == 1 { "s" } else { "" },
+                    ),
                 );
             }
         }

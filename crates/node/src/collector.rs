@@ -102,16 +102,21 @@ pub fn whiteboard(design: &Design, collector: &str) -> Whiteboard {
         0,
         Tier {
             name: "name server".into(),
-            servers: vec![BoardServer {
-                name: webstack_topology::DNS_PROCESS_NAME.into(),
-                address: design.dns.address.to_string(),
-                components: vec!["dns".into()],
-                monitored: design
-                    .dns
-                    .monitoring
-                    .as_ref()
-                    .is_some_and(|m| m.collector.as_deref() == Some(collector)),
-            }],
+            servers: design
+                .dns
+                .name_servers()
+                .into_iter()
+                .map(|(name, address)| BoardServer {
+                    name,
+                    address: address.to_string(),
+                    components: vec!["dns".into()],
+                    monitored: design
+                        .dns
+                        .monitoring
+                        .as_ref()
+                        .is_some_and(|m| m.collector.as_deref() == Some(collector)),
+                })
+                .collect(),
         },
     );
     Whiteboard {

@@ -25,7 +25,7 @@ pub use reload::{plan as reload_plan, Plan as ReloadPlan};
 pub use status::{CertificateStatus, FloatingStatus, ReloadStatus};
 pub use tls::{check_certificate_files, site_names};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,22 +77,14 @@ pub async fn run(
     let mut tiers = Tiers::new();
     let mut reloadable = reload::Reloadable::default();
 
-    if opts.server == DNS_PROCESS_NAME {
+    if let Some(address) = opts.design.dns.name_server(&opts.server) {
         let dns = &opts.design.dns;
-        monitoring::install(DNS_PROCESS_NAME, dns.monitoring.as_ref());
+        monitoring::install(&opts.server, dns.monitoring.as_ref());
         let (tasks, token) = tiers.tier(FRONT);
-        start_dns(&opts.design, &status, tasks, &token).await?;
+        start_dns(&opts, address, &status, tasks, &token).await?;
         if let Some(m) = &dns.monitoring {
             let (tasks, token) = tiers.tier(AGENT);
-            monitoring::start(
-                &opts,
-                DNS_PROCESS_NAME,
-                dns.address,
-                m,
-                &status,
-                tasks,
-                &token,
-            )?;
+            monitoring::start(&opts, &opts.server, address, m, &status, tasks, &token)?;
         }
     } else {
         let Some(server) = opts.design.server(&opts.server) else {
@@ -238,24 +230,45 @@ impl Tiers {
     }
 }
 
+/// A name server of the zone: the primary (`dns`, from the design) or a secondary
+/// (`dns2`, …, by zone transfer from the primary, its copy kept in its server folder).
 async fn start_dns(
-    design: &Design,
+    opts: &NodeOptions,
+    address: IpAddr,
     status: &Arc<StatusFile>,
     tasks: &mut JoinSet<Result<()>>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let addr = SocketAddr::new(design.dns.address, design.dns.port);
+    let design = &opts.design;
+    let addr = SocketAddr::new(address, design.dns.port);
     let tcp = webstack_net::Listener::bind(addr)?.into_tokio();
     let udp = webstack_net::bind_udp(addr).await?;
     status.add("dns", vec![addr], ComponentState::Ready);
-    eprintln!(
-        "dns: serving zone {} on {addr} (UDP and TCP)",
-        design.domain
-    );
     let counts = Arc::new(webstack_dns::AnswerCounts::default());
     monitoring::watch_dns(counts.clone());
     let (design, shutdown) = (design.clone(), shutdown.clone());
-    tasks.spawn(async move { Ok(webstack_dns::run(&design, udp, tcp, counts, shutdown).await?) });
+    if opts.server == DNS_PROCESS_NAME {
+        eprintln!(
+            "dns: serving zone {} on {addr} (UDP and TCP) as its primary",
+            design.domain
+        );
+        tasks.spawn(
+            async move { Ok(webstack_dns::run(&design, udp, tcp, counts, shutdown).await?) },
+        );
+    } else {
+        let primary = SocketAddr::new(design.dns.address, design.dns.port);
+        let store = opts.layout.server_dir(&opts.server).join("zone.axfr");
+        eprintln!(
+            "dns: serving zone {} on {addr} (UDP and TCP) as a secondary of {primary}",
+            design.domain
+        );
+        tasks.spawn(async move {
+            Ok(
+                webstack_dns::run_secondary(&design, primary, store, udp, tcp, counts, shutdown)
+                    .await?,
+            )
+        });
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 use webstack_node::{read_status, ComponentState, StackLayout};
-use webstack_topology::{Codebase, Design, DNS_PROCESS_NAME};
+use webstack_topology::{Codebase, Design};
 
 use crate::health::{probe_dns, probe_http, probe_mysql, Health};
 use crate::record::StackRecord;
@@ -70,11 +70,11 @@ impl StackStatus {
 
 /// The components a server of the design runs, with the port each listens on.
 pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, SocketAddr)> {
-    if server == DNS_PROCESS_NAME {
+    if let Some(address) = design.dns.name_server(server) {
         let dns = &design.dns;
-        let mut out = vec![("dns", SocketAddr::new(dns.address, dns.port))];
+        let mut out = vec![("dns", SocketAddr::new(address, dns.port))];
         if let Some(m) = &dns.monitoring {
-            out.push(("monitoring", SocketAddr::new(dns.address, m.port)));
+            out.push(("monitoring", SocketAddr::new(address, m.port)));
         }
         return out;
     }
@@ -105,7 +105,11 @@ pub fn expected_components(design: &Design, server: &str) -> Vec<(&'static str, 
 
 /// The process names of a design in start order: the name server first.
 pub fn process_names(design: &Design) -> Vec<String> {
-    std::iter::once(DNS_PROCESS_NAME.to_string())
+    design
+        .dns
+        .name_servers()
+        .into_iter()
+        .map(|(name, _)| name)
         .chain(design.servers.iter().map(|s| s.name.clone()))
         .collect()
 }
@@ -152,14 +156,12 @@ pub async fn collect(
                 version: reported.and_then(|c| c.version.clone()),
             });
         }
-        let address = if name == DNS_PROCESS_NAME {
-            design.dns.address
-        } else {
+        let address = design.dns.name_server(&name).unwrap_or_else(|| {
             design
                 .server(&name)
                 .map(|s| s.address)
                 .unwrap_or(design.dns.address)
-        };
+        });
         servers.push(ServerStatus {
             name,
             address,

@@ -141,7 +141,12 @@ pub async fn up(opts: UpOptions) -> Result<()> {
 fn preflight(design: &Design) -> Result<()> {
     crate::check_certificates(design)?;
     let mut problems = Vec::new();
-    let mut addresses = vec![("the DNS server".to_string(), design.dns.address)];
+    let mut addresses: Vec<(String, std::net::IpAddr)> = design
+        .dns
+        .name_servers()
+        .into_iter()
+        .map(|(name, ip)| (format!("the name server {name}"), ip))
+        .collect();
     addresses.extend(
         design
             .servers

@@ -23,7 +23,13 @@ pub struct Availability {
 }
 
 pub fn estimate(design: &Design, per_server: f64) -> Availability {
-    let names: Vec<&str> = design.servers.iter().map(|s| s.name.as_str()).collect();
+    // The name servers count like any other server: each is a machine that can be down.
+    let name_servers = design.dns.name_servers();
+    let names: Vec<&str> = name_servers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(design.servers.iter().map(|s| s.name.as_str()))
+        .collect();
     let n = names.len();
     let works = |mask: u64| {
         serves(design, &|server, _| {

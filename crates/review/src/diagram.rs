@@ -191,7 +191,7 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
             0,
             format!("DNS {}", design.domain),
             vec![
-                format!("{}:{}", design.dns.address, design.dns.port),
+                name_servers(design),
                 design
                     .dns
                     .records
@@ -342,6 +342,16 @@ pub fn svg(design: &Design, health: &HashMap<String, bool>) -> String {
     out
 }
 
+/// Where the zone's name servers answer: the primary, then its secondaries.
+fn name_servers(design: &Design) -> String {
+    let port = design.dns.port;
+    let mut text = format!("{}:{port}", design.dns.address);
+    for ip in &design.dns.secondaries {
+        text.push_str(&format!(" + {ip}:{port} (secondary)"));
+    }
+    text
+}
+
 fn mermaid_id(id: &str) -> String {
     id.replace('-', "_")
 }
@@ -352,8 +362,9 @@ pub fn mermaid(design: &Design) -> String {
     let _ = writeln!(out, "  {USER}([user])");
     let _ = writeln!(
         out,
-        "  {DNS}[\"DNS {}<br/>{}:{}\"]",
-        design.domain, design.dns.address, design.dns.port
+        "  {DNS}[\"DNS {}<br/>{}\"]",
+        design.domain,
+        name_servers(design)
     );
     for f in &design.floating_ips {
         let _ = writeln!(
@@ -405,10 +416,7 @@ pub fn dot(design: &Design) -> String {
         out,
         "  {} [label={}];",
         q(DNS),
-        q(&format!(
-            "DNS {}\n{}:{}",
-            design.domain, design.dns.address, design.dns.port
-        ))
+        q(&format!("DNS {}\n{}", design.domain, name_servers(design)))
     );
     for f in &design.floating_ips {
         let _ = writeln!(

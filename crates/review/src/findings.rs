@@ -238,16 +238,17 @@ fn security(design: &Design, out: &mut Vec<Finding>) {
 }
 
 fn operations(design: &Design, out: &mut Vec<Finding>) {
-    // A design has one `[dns]`: the zone's only name server.
-    out.push(Finding {
+    if design.dns.secondaries.is_empty() {
+        out.push(Finding {
         kind: Kind::OneNameServer,
         severity: Severity::Medium,
         title: format!("the zone {} has one name server", design.domain),
         servers: vec![webstack_topology::DNS_PROCESS_NAME.into()],
         components: vec!["dns".into()],
         why: format!("RFC 2182 asks for at least two name servers per zone, apart from each other: if {} ({}) fails, resolvers cannot find {} once their cached answers expire, although every server is still up.", webstack_topology::DNS_PROCESS_NAME, design.dns.address, design.fqdn("www")),
-        fix: "serve the zone from a second name server as well (a secondary that takes it by zone transfer, AXFR, and is told of changes by NOTIFY) and list both in NS; a registrar's DNS usually gives several".into(),
-    });
+        fix: "serve the zone from a second name server as well: secondaries = [\"127.X.Y.Z\"] in [dns] (it takes the zone by zone transfer, AXFR, and is told of changes by NOTIFY; NS lists both); a registrar's DNS usually gives several".into(),
+        });
+    }
     let unmonitored: Vec<&str> = design
         .servers
         .iter()

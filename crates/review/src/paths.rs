@@ -7,6 +7,7 @@ use webstack_topology::{ComponentKind, DatabaseRole, Design, RecordTarget, Stora
 /// How far a request got before the design failed it, for explanations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Broken {
+    NoNameServer,
     NoAddress,
     NoWebServer,
     NoAppServer,
@@ -16,6 +17,7 @@ pub enum Broken {
 impl Broken {
     pub fn explain(&self) -> &'static str {
         match self {
+            Broken::NoNameServer => "no name server of the zone answers, so www cannot be resolved",
             Broken::NoAddress => "www no longer leads to any server that takes HTTP",
             Broken::NoWebServer => "no web server is left to take the requests",
             Broken::NoAppServer => "no app server is left behind the web servers",
@@ -32,6 +34,14 @@ pub fn serves(design: &Design, down: &dyn Fn(&str, ComponentKind) -> bool) -> Re
             .is_some_and(|s| s.components().contains(&kind))
             && !down(server, kind)
     };
+    if !design
+        .dns
+        .name_servers()
+        .iter()
+        .any(|(name, _)| !down(name, ComponentKind::Dns))
+    {
+        return Err(Broken::NoNameServer);
+    }
     let record = design
         .dns
         .records

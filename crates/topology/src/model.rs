@@ -31,8 +31,33 @@ pub struct Dns {
     pub address: IpAddr,
     pub port: u16,
     pub records: Vec<ARecord>,
-    /// An agent in the name server's process (its queries by response code).
+    /// An agent in each name server's process (its queries by response code).
     pub monitoring: Option<Monitoring>,
+    /// Secondary name servers, on the same port: processes `dns2`, `dns3`, … in order.
+    pub secondaries: Vec<IpAddr>,
+}
+
+impl Dns {
+    /// Every name server of the zone as (process name, address): the primary (`dns`)
+    /// first, then the secondaries (`dns2`, `dns3`, …).
+    pub fn name_servers(&self) -> Vec<(String, IpAddr)> {
+        std::iter::once((crate::DNS_PROCESS_NAME.to_string(), self.address))
+            .chain(
+                self.secondaries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ip)| (format!("{}{}", crate::DNS_PROCESS_NAME, i + 2), *ip)),
+            )
+            .collect()
+    }
+
+    /// The address of name server process `name`, if it is one.
+    pub fn name_server(&self, name: &str) -> Option<IpAddr> {
+        self.name_servers()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, ip)| ip)
+    }
 }
 
 /// One name of the zone and the targets its A records point at.
@@ -106,6 +131,8 @@ pub enum ComponentKind {
     Firewall,
     Monitoring,
     Collector,
+    /// A name server of the zone (`dns`, `dns2`, …), a process of its own.
+    Dns,
 }
 
 impl ComponentKind {
@@ -119,6 +146,7 @@ impl ComponentKind {
             ComponentKind::Firewall => "firewall",
             ComponentKind::Monitoring => "monitoring",
             ComponentKind::Collector => "collector",
+            ComponentKind::Dns => "dns",
         }
     }
 }
@@ -495,6 +523,9 @@ impl Design {
             }
         };
         move_ip(&mut self.dns.address);
+        for ip in &mut self.dns.secondaries {
+            move_ip(ip);
+        }
         for server in &mut self.servers {
             move_ip(&mut server.address);
         }

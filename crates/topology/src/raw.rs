@@ -54,6 +54,10 @@ pub struct RawDns {
     pub records: BTreeMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
     /// A monitoring agent in the name server's process.
     pub monitoring: Option<Spanned<RawMonitoring>>,
+    /// Secondary name servers (their addresses): each takes the zone from the primary by
+    /// zone transfer (AXFR) and is told of changes by NOTIFY.
+    #[serde(default)]
+    pub secondaries: Vec<Spanned<String>>,
 }
 
 /// `[codebase]`: the application the app servers run.

@@ -652,6 +652,7 @@ impl Validator<'_> {
             port: DEFAULT_DNS_PORT,
             records: Vec::new(),
             monitoring: None,
+            secondaries: Vec::new(),
         };
         let Some(raw) = raw else {
             self.problem(
@@ -745,11 +746,27 @@ impl Validator<'_> {
             }
             monitoring
         });
+        let secondaries = raw
+            .secondaries
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let span = s.span();
+                self.address(
+                    Some(s),
+                    span,
+                    &format!("dns.secondaries[{i}]"),
+                    &format!("the secondary name server dns{}", i + 2),
+                    seen,
+                )
+            })
+            .collect();
         Dns {
             address: address.unwrap_or(empty.address),
             port,
             records,
             monitoring,
+            secondaries,
         }
     }
 
@@ -764,9 +781,13 @@ impl Validator<'_> {
         let raw = raw.into_inner();
         let sname = name.get_ref().clone();
         let prefix = format!("servers.{sname}");
-        if !is_name(&sname) || sname == DNS_PROCESS_NAME {
+        // `dns`, `dns2`, `dns3`, … are the name servers' processes.
+        let name_server_like = sname
+            .strip_prefix(DNS_PROCESS_NAME)
+            .is_some_and(|rest| rest.is_empty() || rest.bytes().all(|b| b.is_ascii_digit()));
+        if !is_name(&sname) || name_server_like {
             self.problem(name.span(), &prefix, format!("{sname:?} cannot be a server name"),
-                Some(format!("use 1 to 32 lowercase letters, digits and '-', starting with a letter; {DNS_PROCESS_NAME:?} is taken by the DNS server")));
+                Some(format!("use 1 to 32 lowercase letters, digits and '-', starting with a letter; {DNS_PROCESS_NAME:?}, \"{DNS_PROCESS_NAME}2\" and so on are taken by the name servers")));
         }
         let address = self.address(
             raw.address,
