@@ -153,6 +153,28 @@ pub async fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
         .map_err(|source| NetError::Bind { addr, source })
 }
 
+/// Lets the kernel choose the source port at connect, not at bind (Linux's
+/// IP_BIND_ADDRESS_NO_PORT, as HAProxy sets it for its `source` address). A bind to
+/// `local:0` must otherwise pick a port free of every socket on that address, TIME_WAIT
+/// ones included: a proxy that opens many upstream connections then searches longer and
+/// longer (it fell to 600 requests/s with 7000 sockets in TIME_WAIT) and finally fails,
+/// where connect only needs the 4-tuple to be unique.
+fn bind_address_no_port(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket this function borrows, with a pointer to a live int
+    // and its size; a failure (an old kernel) leaves the socket as it was.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Connects to `remote` from the server's own address `local`.
 pub async fn connect_from(local: IpAddr, remote: SocketAddr) -> Result<TcpStream, NetError> {
     let connect = async {
@@ -161,6 +183,7 @@ pub async fn connect_from(local: IpAddr, remote: SocketAddr) -> Result<TcpStream
         } else {
             TcpSocket::new_v6()?
         };
+        bind_address_no_port(&socket);
         socket.bind(SocketAddr::new(local, 0))?;
         socket.connect(remote).await
     };

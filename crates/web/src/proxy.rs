@@ -24,7 +24,9 @@ pub struct ProxySettings {
     /// Request bodies are read whole before forwarding, so that a request whose upstream
     /// refused the connection can go to another (nginx: client_max_body_size 1m).
     pub max_body_bytes: usize,
-    /// Idle keep-alive connections kept per upstream.
+    /// Idle keep-alive connections kept per upstream (nginx's `keepalive`; HAProxy keeps
+    /// them without a cap). Below the number of clients in flight, every burst closes the
+    /// extra connections and opens them again.
     pub idle_per_upstream: usize,
 }
 
@@ -34,7 +36,7 @@ impl Default for ProxySettings {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             max_body_bytes: 1024 * 1024,
-            idle_per_upstream: 32,
+            idle_per_upstream: 128,
         }
     }
 }
