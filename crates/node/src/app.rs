@@ -52,20 +52,12 @@ impl Default for Release {
 impl Release {
     /// The release in `path`, or the initial one if there is none (or it is unreadable).
     pub fn read(path: &Path) -> Release {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        crate::json_file::read_or_default(path)
     }
 
     /// Writes the release atomically, so a node never reads half of one.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).expect("a release serialises"),
-        )?;
-        std::fs::rename(tmp, path)
+        crate::json_file::write_atomic(path, self)
     }
 }
 

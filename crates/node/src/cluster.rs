@@ -38,19 +38,11 @@ pub struct FailoverRecord {
 
 impl ClusterState {
     pub fn read(path: &Path) -> ClusterState {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        crate::json_file::read_or_default(path)
     }
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).expect("cluster state serialises"),
-        )?;
-        std::fs::rename(tmp, path)
+        crate::json_file::write_atomic(path, self)
     }
 }
 

@@ -12,6 +12,7 @@ mod database;
 mod failover;
 mod firewall;
 mod floating;
+mod json_file;
 mod layout;
 mod load_balancer;
 mod monitoring;

@@ -4,8 +4,7 @@
 //! (which the app servers cannot vouch for either way) causes no failover.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use webstack_test_support::{eventually, Stack};
@@ -37,32 +36,13 @@ fn post(stack: &Stack, message: &str) -> u16 {
     String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
-/// Every message db2 holds, as root over its own socket.
+/// Every message a database server of the stack holds.
 fn held_by(stack: &Stack, server: &str) -> Vec<String> {
-    let socket = stack
-        .state_dir()
-        .join(format!("stacks/ha/servers/{server}/database/mysqld.sock"));
-    let out = Command::new("mariadb")
-        .args([
-            "--socket",
-            socket.to_str().unwrap(),
-            "-u",
-            "root",
-            "-N",
-            "-B",
-        ])
-        .args(["-e", "SELECT message FROM foobar.messages"])
-        .output()
-        .expect("the mariadb client runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    webstack_test_support::messages_held(
+        &stack
+            .state_dir()
+            .join(format!("stacks/ha/servers/{server}/database/mysqld.sock")),
+    )
 }
 
 fn log_has(stack: &Stack, server: &str, text: &str) -> Option<String> {
@@ -98,54 +78,25 @@ fn the_replica_takes_over_a_killed_primary_and_loses_no_acknowledged_write() {
     );
     assert!(!status.contains("last automatic failover"), "{status}");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(AtomicUsize::new(0));
-    let outcomes = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
-    let writers: Vec<_> = (0..2)
-        .map(|t| {
-            let (stack, stop, acknowledged, outcomes) = (
-                stack.clone(),
-                stop.clone(),
-                acknowledged.clone(),
-                outcomes.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let m = format!("fo-{t}-{i}");
-                    let status = post(&stack, &m);
-                    if status == 201 {
-                        acknowledged.fetch_add(1, Ordering::Relaxed);
-                    }
-                    outcomes.lock().unwrap().push((m, status));
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    let at_least = |n: usize, what: &str| {
-        eventually(Duration::from_secs(60), what, || {
-            (acknowledged.load(Ordering::Relaxed) >= n).then_some(())
-        })
+    let writers = {
+        let stack = stack.clone();
+        webstack_test_support::Writers::start(2, "fo", move |m| post(&stack, m))
     };
-    at_least(10, "writes are acknowledged before the kill");
+    let patience = Duration::from_secs(60);
+    writers.wait_for(10, patience, "writes are acknowledged before the kill");
 
     stack.ok(&["kill", "db1"]);
     let took = eventually(Duration::from_secs(20), "db2 takes over by itself", || {
         log_has(&stack, "db2", "failover: db2 is the primary")
     });
     eprintln!("{}", took.trim());
-    let before = acknowledged.load(Ordering::Relaxed);
-    at_least(
+    let before = writers.acknowledged();
+    writers.wait_for(
         before + 10,
+        patience,
         "writes go on after the failover, without a command",
     );
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-
-    let outcomes = outcomes.lock().unwrap().clone();
+    let outcomes = writers.stop();
     let acked: Vec<&String> = outcomes
         .iter()
         .filter(|(_, s)| *s == 201)

@@ -250,74 +250,29 @@ fn semi_sync_falling_back_to_async_is_visible() {
     });
 }
 
-/// Every message a database server holds, read as root over its own socket.
+/// Every message a database server of the stack holds.
 fn all_messages(stack: &Stack, server: &str) -> Vec<String> {
-    let socket = stack.state_dir().join(format!(
+    webstack_test_support::messages_held(&stack.state_dir().join(format!(
         "stacks/distributed/servers/{server}/database/mysqld.sock"
-    ));
-    let out = Command::new("mariadb")
-        .args([
-            "--socket",
-            socket.to_str().unwrap(),
-            "-u",
-            "root",
-            "-N",
-            "-B",
-        ])
-        .args(["-e", "SELECT message FROM foobar.messages"])
-        .output()
-        .expect("the mariadb client runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    )))
 }
 
 #[test]
 fn a_switchover_under_writes_fails_none_and_loses_none() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    let stack = Arc::new(Stack::up(BIN.as_ref(), "distributed"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(AtomicUsize::new(0));
-    let outcomes = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (stack, stop, acknowledged, outcomes) = (
-                stack.clone(),
-                stop.clone(),
-                acknowledged.clone(),
-                outcomes.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let m = format!("sw-{t}-{i}");
-                    let status = post(&stack, &m);
-                    if status == 201 {
-                        acknowledged.fetch_add(1, Ordering::Relaxed);
-                    }
-                    outcomes.lock().unwrap().push((m, status));
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    let at_least = |n: usize, what: &str| {
-        eventually(Duration::from_secs(30), what, || {
-            (acknowledged.load(Ordering::Relaxed) >= n).then_some(())
-        })
+    let stack = std::sync::Arc::new(Stack::up(BIN.as_ref(), "distributed"));
+    let writers = {
+        let stack = stack.clone();
+        webstack_test_support::Writers::start(3, "sw", move |m| post(&stack, m))
     };
-    at_least(30, "writes are acknowledged before the switchover");
+    let patience = Duration::from_secs(30);
+    writers.wait_for(
+        30,
+        patience,
+        "writes are acknowledged before the switchover",
+    );
 
     let said = stack.ok(&["db", "switchover", "server2"]);
-    let before = acknowledged.load(Ordering::Relaxed);
+    let before = writers.acknowledged();
     assert!(
         said.contains("server1 now replicates from server2"),
         "{said}"
@@ -333,13 +288,12 @@ fn a_switchover_under_writes_fails_none_and_loses_none() {
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("the pause is not reported: {said}"));
     eprintln!("switchover: writes paused for {pause} ms");
-    at_least(before + 30, "writes are acknowledged after the switchover");
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-
-    let outcomes = outcomes.lock().unwrap().clone();
+    writers.wait_for(
+        before + 30,
+        patience,
+        "writes are acknowledged after the switchover",
+    );
+    let outcomes = writers.stop();
     let failed: Vec<&(String, u16)> = outcomes.iter().filter(|(_, s)| *s != 201).collect();
     assert!(
         failed.is_empty(),
