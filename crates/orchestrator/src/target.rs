@@ -74,16 +74,35 @@ pub async fn resolve(design: &Design, url: Option<&str>) -> Result<Target> {
             tls,
         });
     }
-    let dns = SocketAddr::new(design.dns.address, design.dns.port);
-    let answer = webstack_dns::query(
-        dns,
-        &format!("{host}."),
-        webstack_dns::RecordType::A,
-        webstack_dns::Transport::Udp,
-        Duration::from_secs(3),
-    )
-    .await
-    .with_context(|| format!("cannot resolve {host} through the stack's DNS server {dns}"))?;
+    // Each name server of the zone in turn, as a resolver tries the NS set: a secondary
+    // answers while the primary is down.
+    let mut answer = None;
+    let mut failures = Vec::new();
+    for (name, ip) in design.dns.name_servers() {
+        let dns = SocketAddr::new(ip, design.dns.port);
+        match webstack_dns::query(
+            dns,
+            &format!("{host}."),
+            webstack_dns::RecordType::A,
+            webstack_dns::Transport::Udp,
+            Duration::from_secs(2),
+        )
+        .await
+        {
+            Ok(a) if a.code != webstack_dns::ResponseCode::ServFail => {
+                answer = Some((dns, a));
+                break;
+            }
+            Ok(a) => failures.push(format!("{name} ({dns}): {}", a.code)),
+            Err(e) => failures.push(format!("{name} ({dns}): {e}")),
+        }
+    }
+    let Some((dns, answer)) = answer else {
+        bail!(
+            "cannot resolve {host} through the stack's name servers: {}",
+            failures.join("; ")
+        );
+    };
     let Some(ip) = answer.addresses.first() else {
         bail!(
             "the stack's DNS server {dns} has no address for {host} ({})",

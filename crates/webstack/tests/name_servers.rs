@@ -66,6 +66,9 @@ fn the_secondary_answers_like_the_primary_and_alone() {
     // secondary itself restarts (it keeps its copy of the zone).
     stack.ok(&["kill", "dns"]);
     assert_eq!(dig(ns2, &["www.foobar.com", "A"]), vip);
+    // webstack's own tools resolve the site through the remaining name server too.
+    let bench = stack.ok(&["bench", "-n", "20", "-c", "2"]);
+    assert!(bench.contains("20 ok"), "{bench}");
     stack.ok(&["kill", "dns2"]);
     stack.ok(&["start", "dns2"]);
     assert_eq!(dig(ns2, &["www.foobar.com", "A"]), vip);
