@@ -18,6 +18,7 @@ pub mod proxy_protocol;
 pub use front::{spawn_tcp_forward, spawn_unix_front};
 pub mod relay;
 pub mod request_rules;
+pub mod sendfile;
 mod serve;
 pub mod trace;
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{refusal, text, Body, HttpLimits};
 use crate::request_rules::{self, Verdict};
+use crate::sendfile::{Sendfile, SendfileStream};
 use crate::Listener;
 
 /// How a front serves its listener.
@@ -140,7 +141,11 @@ pub async fn serve_front<H, F>(
             },
         };
         let _ = stream.set_nodelay(true);
+        // A plain connection can send file bodies by sendfile(2); TLS encrypts them in
+        // the process anyway.
+        let sendfile = acceptor.is_none().then(Sendfile::default);
         let service = {
+            let sendfile = sendfile.clone();
             let handler = handler.clone();
             let hsts = hsts.clone();
             let redirect = front.redirect_to_https;
@@ -149,6 +154,9 @@ pub async fn serve_front<H, F>(
             let draining = draining.clone();
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info);
+                if let Some(sendfile) = &sendfile {
+                    req.extensions_mut().insert(sendfile.clone());
+                }
                 let http1 = req.version() < hyper::Version::HTTP_2;
                 let draining = draining.clone();
                 let outcome = match admit(&mut req, max_target, redirect, acme.as_deref()) {
@@ -182,7 +190,8 @@ pub async fn serve_front<H, F>(
         };
         match &acceptor {
             None => {
-                let conn = graceful.watch(http1.serve_connection(TokioIo::new(stream), service));
+                let io = TokioIo::new(SendfileStream::new(stream, sendfile.unwrap_or_default()));
+                let conn = graceful.watch(http1.serve_connection(io, service));
                 tokio::spawn(async move {
                     let _ = conn.await;
                     drop(done);

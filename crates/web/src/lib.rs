@@ -23,6 +23,7 @@ use hyper::header::{HeaderValue, REFERER, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 use webstack_net::http::{request_id, serve_site, text, Body, HttpLimits, Https};
+use webstack_net::sendfile::Sendfile;
 use webstack_net::Listener;
 
 pub use access_log::clf_time;
@@ -173,7 +174,14 @@ impl WebServer {
                 ),
                 Lookup::File(file) => (
                     "static",
-                    self.files.respond(&file, req.method(), req.headers()).await,
+                    self.files
+                        .respond(
+                            &file,
+                            req.method(),
+                            req.headers(),
+                            req.extensions().get::<Sendfile>(),
+                        )
+                        .await,
                 ),
                 Lookup::NotFound => ("app", self.proxy.forward(req, peer, &request_id).await),
             }

@@ -2,8 +2,10 @@
 //! single byte ranges (206, 416) and gzip for text, as nginx's static module does.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +16,7 @@ use hyper::body::Frame;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use webstack_net::http::{full, Body};
+use webstack_net::sendfile::Sendfile;
 
 use crate::mime::{compressible, content_type};
 use crate::path::{resolve_in_root, safe_segments, PathRejection};
@@ -43,6 +46,37 @@ pub struct FileInfo {
     ctype: &'static str,
     bytes: Option<Bytes>,
     gzip: Option<Bytes>,
+    /// The open file `bytes` were read from, for files sent by sendfile(2).
+    open: Option<OpenFile>,
+}
+
+/// Files of at least this size go to plain HTTP/1.1 clients by sendfile(2), straight
+/// from the page cache; smaller ones leave with their headers in one write.
+const SENDFILE_MIN_BYTES: u64 = 16 * 1024;
+/// Descriptors the cache keeps open for sendfile at most (nginx's `open_file_cache max`);
+/// past it files are sent from memory. Process-wide, as the descriptor limit is.
+const SENDFILE_MAX_OPEN: usize = 1024;
+static SENDFILE_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A descriptor counted against `SENDFILE_MAX_OPEN` while the cache holds it.
+#[derive(Debug)]
+struct OpenFile(Arc<File>);
+
+impl OpenFile {
+    fn hold(file: File) -> Option<OpenFile> {
+        let held = SENDFILE_OPEN.fetch_add(1, Ordering::Relaxed);
+        if held >= SENDFILE_MAX_OPEN {
+            SENDFILE_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(OpenFile(Arc::new(file)))
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        SENDFILE_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl FileInfo {
@@ -56,10 +90,18 @@ impl FileInfo {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let ctype = content_type(&path);
-        let bytes = if len <= CACHE_MAX_BYTES {
-            Some(Bytes::from(std::fs::read(&path)?))
+        // The bytes are read through the descriptor that sendfile will use, so both are
+        // the same file even when it is replaced meanwhile.
+        let (bytes, open) = if len <= CACHE_MAX_BYTES {
+            let mut file = File::open(&path)?;
+            let mut buf = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut buf)?;
+            let open = (len >= SENDFILE_MIN_BYTES)
+                .then(|| OpenFile::hold(file))
+                .flatten();
+            (Some(Bytes::from(buf)), open)
         } else {
-            None
+            (None, None)
         };
         let gzip = bytes
             .as_ref()
@@ -81,6 +123,7 @@ impl FileInfo {
             ctype,
             bytes,
             gzip,
+            open,
         })
     }
 
@@ -168,13 +211,20 @@ impl StaticFiles {
         }
     }
 
-    /// The response for a file found by `lookup`.
+    /// The response for a file found by `lookup`. On a connection that can (`sendfile`),
+    /// the body of a large cached file is offered to go by sendfile(2).
     pub async fn respond(
         &self,
         file: &FileInfo,
         method: &Method,
         headers: &HeaderMap,
+        sendfile: Option<&Sendfile>,
     ) -> Response<Body> {
+        let offer = |body: &Bytes, offset: u64| {
+            if let (Some(sendfile), Some(open)) = (sendfile, &file.open) {
+                sendfile.offer(body, open.0.clone(), offset);
+            }
+        };
         if method != Method::GET && method != Method::HEAD {
             let mut r = webstack_net::http::text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -221,7 +271,9 @@ impl StaticFiles {
                 let bytes = if method == Method::HEAD {
                     Bytes::new()
                 } else if let Some(b) = &file.bytes {
-                    b.slice(start as usize..=end as usize)
+                    let part = b.slice(start as usize..=end as usize);
+                    offer(&part, start);
+                    part
                 } else {
                     match read_range(&file.path, start, end).await {
                         Ok(b) => Bytes::from(b),
@@ -268,6 +320,7 @@ impl StaticFiles {
             return builder.body(full(Bytes::new())).unwrap();
         }
         if let Some(b) = &file.bytes {
+            offer(b, 0);
             return builder.body(full(b.clone())).unwrap();
         }
         // A large file is streamed from disk, never read whole into memory.

@@ -1,0 +1,33 @@
+# Sourced by the bench/ scripts that measure a peer (nginx, HAProxy): a figure counts only
+# when both servers answered what was asked. A peer that answers 403 to every request (an
+# nginx worker, running as nobody, cannot read a 0700 `mktemp -d` folder) is fast at it,
+# and its figure would be compared against webstack's real work.
+
+# bench_workdir → a fresh work folder that a server running as nobody can read.
+bench_workdir() {
+  local dir
+  dir=$(mktemp -d)
+  chmod 755 "$dir"
+  echo "$dir"
+}
+
+# require_ok NAME URL BYTES [curl options...]: NAME must answer URL with 200 and a body of
+# BYTES bytes, or the benchmark stops here.
+require_ok() {
+  local name=$1 url=$2 bytes=$3 got
+  shift 3
+  got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "$@" "$url" || true)
+  if [ "$got" != "200 $bytes" ]; then
+    echo "bench: $name answered $url with '$got' (status, bytes), not '200 $bytes'; no figure from it would be comparable" >&2
+    exit 1
+  fi
+}
+
+# wrk_ok NAME OUTPUT: stops the benchmark when wrk counted an answer other than 2xx/3xx.
+wrk_ok() {
+  if echo "$2" | grep -q "Non-2xx or 3xx responses"; then
+    echo "bench: $1 answered with errors under load:" >&2
+    echo "$2" >&2
+    exit 1
+  fi
+}
