@@ -14,12 +14,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as HttpBody, Frame, Incoming};
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use webstack_net::http::{
-    forwarded_headers, outgoing, remove_hop_by_hop, request_id, root_cause, text, Body, BoxError,
+    forwarded_headers, outgoing, remove_hop_by_hop, request_id, text, Body, BoxError,
 };
+use webstack_net::upstream::{UpstreamBody, UpstreamPool, UpstreamSettings};
 use webstack_topology::LbTimeouts;
 
 use crate::pool::{BackendPool, Lease, NoBackend};
@@ -29,7 +27,7 @@ const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct HttpProxy {
     pub pool: Arc<BackendPool>,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Arc<UpstreamPool>,
     retries: u32,
     timeouts: LbTimeouts,
     server_name: String,
@@ -44,11 +42,6 @@ impl HttpProxy {
         server_name: &str,
         backend_roots: &[Vec<u8>],
     ) -> HttpProxy {
-        let mut connector = HttpConnector::new();
-        connector.set_local_address(Some(local));
-        connector.set_connect_timeout(Some(timeouts.connect));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
         // Re-encryption to backends with a TLS port, verified against the roots that
         // issued their certificates (the stack's CA); plain HTTP to the others.
         let mut roots = rustls::RootCertStore::empty();
@@ -62,15 +55,15 @@ impl HttpProxy {
         .expect("ring supports TLS 1.2 and 1.3")
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let client = UpstreamPool::new(
+            UpstreamSettings {
+                local,
+                connect_timeout: timeouts.connect,
+                idle_timeout: std::time::Duration::from_secs(60),
+                max_idle_per_upstream: 256,
+            },
+            Some(tls),
+        );
         HttpProxy {
             pool,
             client,
@@ -112,12 +105,7 @@ impl HttpProxy {
                 )
             }
         };
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
+        let path = parts.uri.path_and_query();
         let idempotent = matches!(
             parts.method,
             Method::GET
@@ -129,7 +117,7 @@ impl HttpProxy {
         );
 
         let mut tried: Vec<usize> = Vec::new();
-        let mut last_error = String::from("no backend was tried");
+        let mut last_error = String::new();
         for attempt in 0..=self.retries {
             let lease = match self
                 .pool
@@ -146,16 +134,19 @@ impl HttpProxy {
                 Err(NoBackend::NoneAvailable) => break,
             };
             let backend = lease.backend();
-            let target = match backend.config.tls_addr {
-                Some(tls) => format!("https://{tls}{path}"),
-                None => format!("http://{}{path}", backend.config.addr),
-            };
-            let out = match outgoing(&parts.method, &target, Full::new(body.clone()), &headers) {
-                Ok(out) => out,
-                Err(bad_target) => return *bad_target,
+            let out = outgoing(
+                &parts.method,
+                path,
+                Full::new(body.clone()),
+                headers.clone(),
+            );
+            let (addr, tls) = match backend.config.tls_addr {
+                Some(tls) => (tls, true),
+                None => (backend.config.addr, false),
             };
             let started = Instant::now();
-            match tokio::time::timeout(self.timeouts.server, self.client.request(out)).await {
+            match tokio::time::timeout(self.timeouts.server, self.client.send(addr, tls, out)).await
+            {
                 Ok(Ok(resp)) => {
                     backend
                         .stats
@@ -165,10 +156,8 @@ impl HttpProxy {
                 Ok(Err(e)) if e.is_connect() => {
                     backend.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
                     last_error = format!(
-                        "cannot connect to {} ({}): {}",
-                        backend.config.name,
-                        backend.config.addr,
-                        root_cause(&e)
+                        "cannot connect to {} ({}): {e}",
+                        backend.config.name, backend.config.addr,
                     );
                     self.pool.eject(lease.index, &last_error);
                 }
@@ -178,10 +167,8 @@ impl HttpProxy {
                         .response_errors
                         .fetch_add(1, Ordering::Relaxed);
                     last_error = format!(
-                        "{} ({}) failed before answering: {}",
-                        backend.config.name,
-                        backend.config.addr,
-                        root_cause(&e)
+                        "{} ({}) failed before answering: {e}",
+                        backend.config.name, backend.config.addr,
                     );
                     if !idempotent {
                         // The request may have been applied: a POST is never sent twice.
@@ -203,11 +190,15 @@ impl HttpProxy {
             if attempt < self.retries {
                 backend.stats.retries.fetch_add(1, Ordering::Relaxed);
                 eprintln!(
-                    "load balancer: retry {} of {} {path} (request {rid}): {last_error}",
+                    "load balancer: retry {} of {} {} (request {rid}): {last_error}",
                     attempt + 1,
-                    parts.method
+                    parts.method,
+                    path.map(|p| p.as_str()).unwrap_or("/")
                 );
             }
+        }
+        if last_error.is_empty() {
+            last_error.push_str("no backend was tried");
         }
         text(StatusCode::SERVICE_UNAVAILABLE, format!("503 Service Unavailable: no backend could take the request ({last_error}). It was not applied; retrying later is safe."))
     }
@@ -215,7 +206,7 @@ impl HttpProxy {
 
 /// The backend's response, with the lease held until its body is done, so the backend
 /// counts as busy (for leastconn and maxconn) for exactly as long as it is.
-fn with_lease(resp: Response<Incoming>, lease: Lease, rid: &str) -> Response<Body> {
+fn with_lease(resp: Response<UpstreamBody>, lease: Lease, rid: &str) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     if let Ok(v) = HeaderValue::from_str(rid) {
@@ -232,7 +223,7 @@ fn with_lease(resp: Response<Incoming>, lease: Lease, rid: &str) -> Response<Bod
 }
 
 struct LeasedBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     _lease: Lease,
 }
 

@@ -224,36 +224,36 @@ pub fn forwarded_headers(
     Ok(headers)
 }
 
-/// The request a proxy sends on: `method` to the absolute `target` URL with `body` and
-/// the forwarded `headers`. `Err` is the 400 for a target that is no valid URL.
+/// The request a proxy sends on: `method` for `path` (the client's, already checked by
+/// hyper and the request rules) in origin form, with `body` and the forwarded `headers`.
 pub fn outgoing<B>(
     method: &hyper::Method,
-    target: &str,
+    path: Option<&hyper::http::uri::PathAndQuery>,
     body: B,
-    headers: &HeaderMap,
-) -> Result<hyper::Request<B>, Box<Response<Body>>> {
-    let uri: hyper::Uri = target.parse().map_err(|_| {
-        Box::new(text(
-            StatusCode::BAD_REQUEST,
-            "400 Bad Request: the request target is not a valid path",
-        ))
-    })?;
-    let mut out = hyper::Request::builder()
-        .method(method.clone())
-        .uri(uri)
-        .body(body)
-        .expect("parts of a valid request");
-    *out.headers_mut() = headers.clone();
-    Ok(out)
+    headers: HeaderMap,
+) -> hyper::Request<B> {
+    let mut out = hyper::Request::new(body);
+    *out.method_mut() = method.clone();
+    *out.uri_mut() = match path {
+        Some(p) => hyper::Uri::from(p.clone()),
+        None => hyper::Uri::from_static("/"),
+    };
+    *out.headers_mut() = headers;
+    out
 }
 
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
+    // Most messages have no Connection header: nothing listed to collect then.
+    let listed: Vec<String> = if headers.contains_key(header::CONNECTION) {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for name in HOP_BY_HOP
         .iter()
         .copied()

@@ -21,6 +21,7 @@ pub mod request_rules;
 pub mod sendfile;
 mod serve;
 pub mod trace;
+pub mod upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

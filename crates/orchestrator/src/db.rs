@@ -288,7 +288,19 @@ pub async fn switchover(
             .with_context(|| format!("connecting to {server}"))?;
         let st = replication::status(&mut conn).await?;
         let _ = conn.disconnect().await;
-        if st.role != "replica" || st.io_running != Some(true) || st.sql_running != Some(true) {
+        let replicating =
+            st.role == "replica" && st.io_running == Some(true) && st.sql_running == Some(true);
+        // A replica whose I/O thread is between connection attempts (just after start-up,
+        // before the primary had made its account) gets until the deadline to connect.
+        let reconnecting = st.role == "replica"
+            && st.sql_running == Some(true)
+            && st.io_running != Some(true)
+            && std::time::Instant::now() < deadline;
+        if reconnecting {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if !replicating {
             bail!(
                 "{server} is not replicating from {old} (role {}, io {:?}, sql {:?}{}); nothing was changed",
                 st.role,

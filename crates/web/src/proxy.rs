@@ -3,16 +3,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use webstack_net::http::{forwarded_headers, outgoing, remove_hop_by_hop, root_cause, text, Body};
+use webstack_net::http::{forwarded_headers, outgoing, remove_hop_by_hop, text, Body};
+use webstack_net::upstream::{UpstreamBody, UpstreamPool, UpstreamSettings};
 
 /// Timeouts and limits of the proxy. The defaults follow nginx's.
 #[derive(Debug, Clone)]
@@ -42,7 +40,7 @@ impl Default for ProxySettings {
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Arc<UpstreamPool>,
     upstreams: Vec<SocketAddr>,
     next: AtomicUsize,
     settings: ProxySettings,
@@ -61,14 +59,15 @@ impl Proxy {
         settings: ProxySettings,
         metrics: Option<webstack_monitoring::HttpMetrics>,
     ) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_local_address(Some(local));
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(settings.idle_per_upstream)
-            .build(connector);
+        let client = UpstreamPool::new(
+            UpstreamSettings {
+                local,
+                connect_timeout: settings.connect_timeout,
+                idle_timeout: Duration::from_secs(60),
+                max_idle_per_upstream: settings.idle_per_upstream,
+            },
+            None,
+        );
         Proxy {
             client,
             upstreams,
@@ -125,31 +124,28 @@ impl Proxy {
                 )
             }
         };
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let path = parts.uri.path_and_query();
 
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::new();
         for i in 0..self.upstreams.len() {
             let upstream = self.upstreams[(start + i) % self.upstreams.len()];
-            let target = format!("http://{upstream}{path}");
-            let out = match outgoing(&parts.method, &target, Full::new(body.clone()), &headers) {
-                Ok(out) => out,
-                Err(bad_target) => return *bad_target,
-            };
-            match tokio::time::timeout(self.settings.response_timeout, self.client.request(out))
-                .await
+            let out = outgoing(
+                &parts.method,
+                path,
+                Full::new(body.clone()),
+                headers.clone(),
+            );
+            match tokio::time::timeout(
+                self.settings.response_timeout,
+                self.client.send(upstream, false, out),
+            )
+            .await
             {
                 Ok(Ok(resp)) => return strip_response(resp),
                 Ok(Err(e)) if e.is_connect() => {
                     self.count(upstream, "connect");
-                    last_error = format!(
-                        "cannot connect to app server {upstream}: {}",
-                        root_cause(&e)
-                    );
+                    last_error = format!("cannot connect to app server {upstream}: {}", e);
                     if let (Some(m), true) = (&self.metrics, i + 1 < self.upstreams.len()) {
                         m.upstream_retry("web");
                     }
@@ -159,7 +155,7 @@ impl Proxy {
                     self.count(upstream, "response");
                     return text(StatusCode::BAD_GATEWAY, format!(
                         "502 Bad Gateway: the web server on {} lost app server {upstream} while waiting for its answer ({}). The app server is at fault; the request may or may not have been applied.",
-                        self.server_name, root_cause(&e)));
+                        self.server_name, e));
                 }
                 Err(_) => {
                     self.count(upstream, "timeout");
@@ -175,7 +171,7 @@ impl Proxy {
     }
 }
 
-fn strip_response(resp: Response<Incoming>) -> Response<Body> {
+fn strip_response(resp: Response<UpstreamBody>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     Response::from_parts(

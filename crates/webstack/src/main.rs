@@ -39,10 +39,13 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = match runtime_for(&cli.command) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -65,6 +68,44 @@ fn main() -> ExitCode {
     // error just printed among them) reach the file before the process ends.
     webstack_logs::finish_capture(Duration::from_secs(2));
     code
+}
+
+/// Threads of a node's runtime unless `WEBSTACK_NODE_THREADS` says otherwise.
+const NODE_THREADS: usize = 1;
+
+/// The runtime a command runs on. A node serves all its components on one event loop by
+/// default, as an nginx worker or HAProxy with `nbthread 1` do: the servers of a design
+/// are processes of their own already, and tokio's work-stealing scheduler cost the load
+/// balancer about a third more CPU per request than the single-threaded one, even with
+/// one worker (bench/lb-vs-haproxy). `WEBSTACK_NODE_THREADS=N` gives a node N worker
+/// threads, for a host with cores to spare. The other commands (bench, chaos and the
+/// rest) keep a worker per core.
+fn runtime_for(command: &Commands) -> Result<tokio::runtime::Runtime, String> {
+    let threads = match (command, std::env::var("WEBSTACK_NODE_THREADS")) {
+        (Commands::Node { .. }, Ok(v)) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(format!(
+                    "WEBSTACK_NODE_THREADS is {v:?}; it takes a whole number of threads, 1 or more (unset, a node runs {NODE_THREADS})"
+                ))
+            }
+        },
+        (Commands::Node { .. }, Err(_)) => NODE_THREADS,
+        _ => 0,
+    };
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 async fn run(cli: Cli) -> Result<()> {
