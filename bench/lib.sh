@@ -31,3 +31,21 @@ wrk_ok() {
     exit 1
   fi
 }
+
+# median_rows ROWS: ROWS are lines of space-separated fields (the first a name); prints
+# one line with the name and, field by field, the median over the lines. Figures on a
+# shared machine vary from run to run; alternated rounds and their medians compare the
+# two servers under the same conditions.
+median_rows() {
+  python3 -c '
+import re, statistics, sys
+rows = [l.split() for l in sys.stdin.read().strip().splitlines()]
+def num(v):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)?", v)
+    n = float(m.group(1)); u = m.group(2)
+    return n / 1000 if u == "us" else n * 1000 if u == "s" else n
+out = [rows[0][0]]
+for i in range(1, len(rows[0])):
+    out.append(f"{statistics.median(num(r[i]) for r in rows):.3f}")
+print(" ".join(out))' <<<"$1"
+}

@@ -5,8 +5,9 @@
 //! to a collector, each request also becomes an access record, and each 5xx a span of
 //! its error trace.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +22,8 @@ use crate::outbox::Outbox;
 use crate::wire::{LogRecord, Record, SpanRecord};
 
 type Labels = Vec<(&'static str, String)>;
+/// component, method, status class, route.
+type RequestKey = (&'static str, &'static str, &'static str, &'static str);
 
 fn latency_histogram() -> Histogram {
     // 100 µs to about 6.5 s.
@@ -34,6 +37,9 @@ pub struct HttpMetrics {
     duration: Family<Labels, Histogram, fn() -> Histogram>,
     upstream_errors: Family<Labels, Counter>,
     upstream_retries: Family<Labels, Counter>,
+    /// The request counter and latency histogram of each label set seen so far, so that
+    /// a request neither builds label strings nor hashes them into the families again.
+    handles: Arc<Mutex<HashMap<RequestKey, (Counter, Histogram)>>>,
     outbox: Arc<OnceLock<Arc<Outbox>>>,
     sampler: Arc<Sampler>,
 }
@@ -85,8 +91,8 @@ impl InFlight {
     pub fn finish<B>(
         &self,
         metrics: &HttpMetrics,
-        component: &str,
-        route: &str,
+        component: &'static str,
+        route: &'static str,
         resp: &hyper::Response<B>,
     ) {
         metrics.request(&RequestRecord {
@@ -106,13 +112,13 @@ impl InFlight {
 /// One answered request, as a component saw it.
 pub(crate) struct RequestRecord<'a> {
     /// `web`, `load_balancer`, `app`.
-    pub component: &'a str,
+    pub component: &'static str,
     pub method: &'a str,
     /// The request target (logged; never a label).
     pub target: &'a str,
     pub status: u16,
     /// The route template (`static`, `app`, `health`, …): the label.
-    pub route: &'a str,
+    pub route: &'static str,
     pub started: Instant,
     pub request_id: &'a str,
     pub trace: &'a TraceContext,
@@ -136,6 +142,7 @@ impl HttpMetrics {
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             upstream_errors: Family::default(),
             upstream_retries: Family::default(),
+            handles: Arc::default(),
             outbox: Arc::new(OnceLock::new()),
             sampler: Arc::default(),
         }
@@ -263,9 +270,22 @@ impl HttpMetrics {
 
     /// One answered request of `component` (`web`, `load_balancer`, `app`) on `route`
     /// (`static`, `app`, `health`, …).
-    pub fn record(&self, component: &str, method: &str, status: u16, route: &str, seconds: f64) {
+    pub fn record(
+        &self,
+        component: &'static str,
+        method: &str,
+        status: u16,
+        route: &'static str,
+        seconds: f64,
+    ) {
         let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "OPTIONS" => "OPTIONS",
             _ => "other",
         };
         let class = match status / 100 {
@@ -275,20 +295,28 @@ impl HttpMetrics {
             4 => "4xx",
             _ => "5xx",
         };
-        let requests: Labels = vec![
-            ("server", self.server.clone()),
-            ("component", component.to_string()),
-            ("method", method.to_string()),
-            ("status", class.to_string()),
-            ("route", route.to_string()),
-        ];
-        self.requests.get_or_create(&requests).inc();
-        let duration: Labels = vec![
-            ("server", self.server.clone()),
-            ("component", component.to_string()),
-            ("route", route.to_string()),
-        ];
-        self.duration.get_or_create(&duration).observe(seconds);
+        let key = (component, method, class, route);
+        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        let (requests, duration) = handles.entry(key).or_insert_with(|| {
+            let requests: Labels = vec![
+                ("server", self.server.clone()),
+                ("component", component.to_string()),
+                ("method", method.to_string()),
+                ("status", class.to_string()),
+                ("route", route.to_string()),
+            ];
+            let duration: Labels = vec![
+                ("server", self.server.clone()),
+                ("component", component.to_string()),
+                ("route", route.to_string()),
+            ];
+            (
+                self.requests.get_or_create(&requests).clone(),
+                self.duration.get_or_create(&duration).clone(),
+            )
+        });
+        requests.inc();
+        duration.observe(seconds);
     }
 
     pub(crate) fn register(&self, registry: &mut Registry) {

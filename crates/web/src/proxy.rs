@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::{Request, Response, StatusCode};
 use webstack_net::http::{forwarded_headers, outgoing, remove_hop_by_hop, text, Body};
 use webstack_net::upstream::{UpstreamBody, UpstreamPool, UpstreamSettings};
@@ -100,11 +101,17 @@ impl Proxy {
             Ok(headers) => headers,
             Err(answered_here) => return *answered_here,
         };
-        let body = match Limited::new(body, self.settings.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
+        // Most requests have no body: nothing to collect then.
+        let body = if body.is_end_stream() {
+            Ok(Bytes::new())
+        } else {
+            Limited::new(body, self.settings.max_body_bytes)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+        };
+        let body = match body {
+            Ok(b) => b,
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
