@@ -21,6 +21,8 @@ pub struct AccessLog {
 struct Buffered {
     file: RotatingFile,
     pending: Vec<u8>,
+    /// The second and its common-log-format text.
+    clf: (u64, String),
 }
 
 impl Buffered {
@@ -58,6 +60,7 @@ impl AccessLog {
             Some(p) => Some(Mutex::new(Buffered {
                 file: RotatingFile::open(p, rotation)?,
                 pending: Vec::with_capacity(BUFFER_BYTES + 1024),
+                clf: (0, String::new()),
             })),
             None => None,
         };
@@ -72,23 +75,34 @@ impl AccessLog {
     }
 
     pub fn write(&self, e: &Entry<'_>) {
+        use std::io::Write;
         let Some(file) = &self.file else { return };
-        let line = format!(
-            "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" \"{}\" {:.3}\n",
+        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+        let f = &mut *f;
+        // Formatted straight into the batch; the time text is made once a second.
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if f.clf.0 != secs || f.clf.1.is_empty() {
+            f.clf = (secs, clf_time(now));
+        }
+        let _ = writeln!(
+            f.pending,
+            "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" \"{}\" {:.3}",
             e.peer.ip(),
-            clf_time(SystemTime::now()),
+            f.clf.1,
             e.method,
-            escape(e.target),
+            Escaped(e.target),
             e.version,
             e.status,
             e.bytes,
-            escape(e.referer),
-            escape(e.user_agent),
+            Escaped(e.referer),
+            Escaped(e.user_agent),
             e.request_id,
             e.took.as_secs_f64()
         );
-        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-        f.pending.extend_from_slice(line.as_bytes());
         if f.pending.len() >= BUFFER_BYTES {
             f.flush();
         }
@@ -101,20 +115,24 @@ impl Drop for AccessLog {
     }
 }
 
-/// Quotes and control bytes would let a client forge log lines; escape them as nginx does.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => out.push_str(&format!("\\x{:02X}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
-            c => out.push(c),
+/// Quotes and control bytes would let a client forge log lines; escaped as nginx does
+/// (and `-` for an empty field).
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
         }
+        let mut rest = self.0;
+        while let Some(i) = rest.find(|c: char| c == '"' || c == '\\' || c.is_control()) {
+            f.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().expect("found at i");
+            write!(f, "\\x{:02X}", c as u32)?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
     }
-    if out.is_empty() {
-        out.push('-');
-    }
-    out
 }
 
 /// `25/Nov/2026:21:48:52 +0000`, the time format of the common log format, in UTC.
@@ -165,7 +183,7 @@ mod tests {
 
     #[test]
     fn forged_quotes_are_escaped() {
-        assert_eq!(escape("a\"b\n"), "a\\x22b\\x0A");
-        assert_eq!(escape(""), "-");
+        assert_eq!(Escaped("a\"b\n").to_string(), "a\\x22b\\x0A");
+        assert_eq!(Escaped("").to_string(), "-");
     }
 }

@@ -148,14 +148,18 @@ impl WebServer {
             None => request_id(req.headers().get("x-request-id")),
         };
         let method = req.method().clone();
-        let target = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| req.uri().to_string());
-        let version = format!("{:?}", req.version());
-        let referer = header_text(req.headers().get(REFERER));
-        let user_agent = header_text(req.headers().get(USER_AGENT));
+        // Kept for the access log as shared references to the request's bytes: the
+        // request itself goes on to the handler.
+        let target = req.uri().path_and_query().cloned();
+        let version = match req.version() {
+            hyper::Version::HTTP_09 => "HTTP/0.9",
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            hyper::Version::HTTP_2 => "HTTP/2.0",
+            hyper::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        };
+        let referer = req.headers().get(REFERER).cloned();
+        let user_agent = req.headers().get(USER_AGENT).cloned();
 
         // The route template, for metrics: never the raw path.
         let (route, mut resp) = if req.uri().path() == HEALTH_PATH {
@@ -193,12 +197,12 @@ impl WebServer {
         self.log.write(&access_log::Entry {
             peer,
             method: method.as_str(),
-            target: &target,
-            version: &version,
+            target: target.as_ref().map_or("/", |t| t.as_str()),
+            version,
             status: resp.status().as_u16(),
             bytes: resp.body().size_hint().exact().unwrap_or(0),
-            referer: &referer,
-            user_agent: &user_agent,
+            referer: header_text(referer.as_ref()),
+            user_agent: header_text(user_agent.as_ref()),
             request_id: &request_id,
             took: started.elapsed(),
         });
@@ -209,6 +213,6 @@ impl WebServer {
     }
 }
 
-fn header_text(v: Option<&HeaderValue>) -> String {
-    v.and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+fn header_text(v: Option<&HeaderValue>) -> &str {
+    v.and_then(|v| v.to_str().ok()).unwrap_or("")
 }
