@@ -243,17 +243,20 @@ pub fn outgoing<B>(
 }
 
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have no Connection header: nothing listed to collect then.
-    let listed: Vec<String> = if headers.contains_key(header::CONNECTION) {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // Most messages carry none of them: one pass over the names tells, instead of a
+    // lookup of each hop-by-hop name (the names listed in Connection need Connection).
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()))
+    {
+        return;
+    }
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
     for name in HOP_BY_HOP
         .iter()
         .copied()

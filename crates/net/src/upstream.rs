@@ -123,7 +123,9 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = self.connect(addr, tls).await?;
+        // Boxed: the connect and TLS handshake state is most of this future's size, and
+        // every request's future is moved into its connection's dispatcher.
+        let mut sender = Box::pin(self.connect(addr, tls)).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok(self.with_return(resp, sender, key)),
             Err(e) => Err(UpstreamError::Failed(e)),
