@@ -49,3 +49,21 @@ for i in range(1, len(rows[0])):
     out.append(f"{statistics.median(num(r[i]) for r in rows):.3f}")
 print(" ".join(out))' <<<"$1"
 }
+
+# ctx_switches PID → voluntary and involuntary context switches of all its threads so far.
+ctx_switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null \
+    | awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'
+}
+
+# syscalls_per_request PID URL: a 2 s wrk run on core 0 under `perf stat` (its syscall
+# tracepoint slows the server, so it is a run of its own) → syscalls per request.
+syscalls_per_request() {
+  local out=$WORK/perf.$RANDOM perf_pid counted sys
+  perf stat -e raw_syscalls:sys_enter -p "$1" -o "$out" -- sleep 2 >/dev/null 2>&1 &
+  perf_pid=$!
+  counted=$(taskset -c 0 wrk -t1 -c64 -d2s -H "Host: www.foobar.com" "$2" | awk '/requests in/ {print $1}')
+  wait "$perf_pid" 2>/dev/null || true
+  sys=$(awk '/raw_syscalls:sys_enter/ {gsub(",","",$1); print $1}' "$out" 2>/dev/null || true)
+  python3 -c "import sys; print(f'{int(sys.argv[1] or 0) / max(int(sys.argv[2] or 0), 1):.2f}')" "${sys:-0}" "${counted:-0}"
+}
