@@ -83,32 +83,15 @@ impl SendfileStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            let sent = self.stream.try_io(Interest::WRITABLE, || {
-                // SAFETY: the message points at `bufs`, which outlive the call; IoSlice
-                // has iovec's layout.
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-                msg.msg_iovlen = bufs.len() as _;
-                let n = unsafe {
-                    libc::sendmsg(
-                        self.stream.as_raw_fd(),
-                        &msg,
-                        libc::MSG_MORE | libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_syscall(cx, || {
+            // SAFETY: the message points at `bufs`, which outlive the call; IoSlice has
+            // iovec's layout.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = bufs.len() as _;
+            let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
+            unsafe { libc::sendmsg(self.stream.as_raw_fd(), &msg, flags) }
+        })
     }
 
     /// Sends `len` bytes of `file` from `offset`; Ok(0) when the file ends before.
@@ -119,19 +102,25 @@ impl SendfileStream {
         offset: u64,
         len: usize,
     ) -> Poll<io::Result<usize>> {
+        self.poll_syscall(cx, || {
+            let mut off = offset as libc::off_t;
+            // SAFETY: two open descriptors and a valid offset pointer.
+            unsafe { libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, len) }
+        })
+    }
+
+    /// Runs a write system call (a byte count, or -1 and errno) once the socket is
+    /// writable, again whenever it would block.
+    fn poll_syscall(
+        &self,
+        cx: &mut Context<'_>,
+        mut call: impl FnMut() -> isize,
+    ) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.stream.poll_write_ready(cx))?;
-            let sent = self.stream.try_io(Interest::WRITABLE, || {
-                let mut off = offset as libc::off_t;
-                // SAFETY: two open descriptors and a valid offset pointer.
-                let n = unsafe {
-                    libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, len)
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+            let sent = self.stream.try_io(Interest::WRITABLE, || match call() {
+                n if n < 0 => Err(io::Error::last_os_error()),
+                n => Ok(n as usize),
             });
             match sent {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
